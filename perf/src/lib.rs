@@ -1,0 +1,1 @@
+//! weft performance tooling (benchmarks live in benches/).
