@@ -36,7 +36,9 @@ pub enum ArmorError {
         cipher: u8,
     },
     /// Cipher 2 (trusted path) is not authenticated by a key; use [`check_trusted_path`].
-    #[error("trusted-path packet (id {trusted_path_id:#x}) must be checked against local configuration")]
+    #[error(
+        "trusted-path packet (id {trusted_path_id:#x}) must be checked against local configuration"
+    )]
     TrustedPath {
         /// The 64-bit id in the MAC field.
         trusted_path_id: u64,
@@ -113,9 +115,7 @@ pub fn armor(packet: &mut [u8], key: &PeerKey, suite: CipherSuite) -> Result<(),
             let mut iv = [0u8; 8];
             iv.copy_from_slice(&packet[..8]);
             let a = aad(packet);
-            let b = key
-                .aes_gmac_siv()
-                .encrypt(&iv, &a, &mut packet[IDX_VERB..]);
+            let b = key.aes_gmac_siv().encrypt(&iv, &a, &mut packet[IDX_VERB..]);
             packet[..8].copy_from_slice(&b[..8]);
             packet[IDX_MAC..IDX_VERB].copy_from_slice(&b[8..]);
             Ok(())
@@ -224,16 +224,31 @@ mod tests {
         let mut q = hex::decode(expect).unwrap();
         q[40] ^= 1;
         let before = q.clone();
-        assert!(matches!(dearmor(&mut q, &k), Err(ArmorError::MacFailed { .. })));
+        assert!(matches!(
+            dearmor(&mut q, &k),
+            Err(ArmorError::MacFailed { .. })
+        ));
         assert_eq!(q, before);
     }
 
     // spec: vl1.md Appendix A
     #[test]
     fn appendix_a_ciphers() {
-        check(0x08, CipherSuite::Poly1305Salsa2012, "0102030405060708555b5031f82f52c8fb18884cc4eeed2d05e2dd5b619ddf203a1f61d9e31bfdb13daadf654411c12c731b49ef17dfa3bea6bec824126a11456026b5fe77718cd721fa7e086410ec6d8c3217dbc1bd6dcefe5aba090d76fe85f6cad15eee553bf7a6657256a8068a");
-        check(0x09, CipherSuite::Poly1305None, "0102030405060709555b5031f82f52c8fb1800591925c08711db3d0854686520717569636b2062726f776e20666f78206a756d7073206f76657220746865206c617a7920646f67202d2d205a65726f5469657220564c312074657374207061796c6f61642030313233343536373839");
-        check(0x0a, CipherSuite::AesGmacSiv, "f2ba87d9739f56ea555b5031f82f52c8fb18186dd8fcbe03748409a7a30bff3cac44ba482f2badd7e617557e3de014f8145d7e169d8f70864877da4c8b9dbf1970125d3deb571a3fdbec91e8b3496ba2434e85b0b9f819ec7b929073b269b70226b078e830f5650d900528990e90bf");
+        check(
+            0x08,
+            CipherSuite::Poly1305Salsa2012,
+            "0102030405060708555b5031f82f52c8fb18884cc4eeed2d05e2dd5b619ddf203a1f61d9e31bfdb13daadf654411c12c731b49ef17dfa3bea6bec824126a11456026b5fe77718cd721fa7e086410ec6d8c3217dbc1bd6dcefe5aba090d76fe85f6cad15eee553bf7a6657256a8068a",
+        );
+        check(
+            0x09,
+            CipherSuite::Poly1305None,
+            "0102030405060709555b5031f82f52c8fb1800591925c08711db3d0854686520717569636b2062726f776e20666f78206a756d7073206f76657220746865206c617a7920646f67202d2d205a65726f5469657220564c312074657374207061796c6f61642030313233343536373839",
+        );
+        check(
+            0x0a,
+            CipherSuite::AesGmacSiv,
+            "f2ba87d9739f56ea555b5031f82f52c8fb18186dd8fcbe03748409a7a30bff3cac44ba482f2badd7e617557e3de014f8145d7e169d8f70864877da4c8b9dbf1970125d3deb571a3fdbec91e8b3496ba2434e85b0b9f819ec7b929073b269b70226b078e830f5650d900528990e90bf",
+        );
     }
 
     #[test]
@@ -244,10 +259,24 @@ mod tests {
         assert_eq!(p[IDX_FLAGS], 0x10);
         assert!(check_trusted_path(&p, 0x1122));
         assert!(!check_trusted_path(&p, 0x1123));
-        assert_eq!(dearmor(&mut p, &k), Err(ArmorError::TrustedPath { trusted_path_id: 0x1122 }));
+        assert_eq!(
+            dearmor(&mut p, &k),
+            Err(ArmorError::TrustedPath {
+                trusted_path_id: 0x1122
+            })
+        );
         p[IDX_FLAGS] = 0x20;
-        assert_eq!(dearmor(&mut p, &k), Err(ArmorError::UnknownCipher { cipher: 4 }));
-        assert_eq!(armor(&mut p, &k, CipherSuite::TrustedPath), Err(ArmorError::TrustedPathNeedsId));
-        assert!(matches!(dearmor(&mut [0u8; 10], &k), Err(ArmorError::BadLength { len: 10 })));
+        assert_eq!(
+            dearmor(&mut p, &k),
+            Err(ArmorError::UnknownCipher { cipher: 4 })
+        );
+        assert_eq!(
+            armor(&mut p, &k, CipherSuite::TrustedPath),
+            Err(ArmorError::TrustedPathNeedsId)
+        );
+        assert!(matches!(
+            dearmor(&mut [0u8; 10], &k),
+            Err(ArmorError::BadLength { len: 10 })
+        ));
     }
 }

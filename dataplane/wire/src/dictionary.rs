@@ -138,7 +138,9 @@ impl Dictionary {
 
     /// The entries in order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// Number of entries.
@@ -161,7 +163,8 @@ impl Dictionary {
 
     /// The value as text (lossy UTF-8).
     pub fn get_str(&self, key: &str) -> Option<String> {
-        self.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The value as a hex integer, read like `strtoull(…, 16)`: leading hex digits, empty → 0.
@@ -207,7 +210,8 @@ mod tests {
     #[test]
     fn escapes_round_trip() {
         let mut d = Dictionary::new();
-        d.add("bin", &[0, b'\r', b'\n', b'\\', b'=', 0xff, b'x']).unwrap();
+        d.add("bin", &[0, b'\r', b'\n', b'\\', b'=', 0xff, b'x'])
+            .unwrap();
         d.add_u64("v", 7).unwrap();
         d.add_bool("b", true).unwrap();
         let s = d.to_bytes();
@@ -225,8 +229,17 @@ mod tests {
         assert_eq!(d.get("a"), Some(&b"1"[..]));
         assert_eq!(d.get("b"), Some(&b"xqy"[..]));
         assert_eq!(d.len(), 3);
-        assert_eq!(Dictionary::parse(b"novalue\n"), Err(DictionaryError::MissingEquals { offset: 0 }));
-        assert_eq!(Dictionary::parse(b"=x"), Err(DictionaryError::EmptyKey { offset: 0 }));
-        assert!(matches!(Dictionary::parse_with_capacity(b"a=1234", 3), Err(DictionaryError::TooLarge { .. })));
+        assert_eq!(
+            Dictionary::parse(b"novalue\n"),
+            Err(DictionaryError::MissingEquals { offset: 0 })
+        );
+        assert_eq!(
+            Dictionary::parse(b"=x"),
+            Err(DictionaryError::EmptyKey { offset: 0 })
+        );
+        assert!(matches!(
+            Dictionary::parse_with_capacity(b"a=1234", 3),
+            Err(DictionaryError::TooLarge { .. })
+        ));
     }
 }

@@ -298,7 +298,14 @@ impl Reassembler {
         &mut self.slots[i]
     }
 
-    fn insert(&mut self, now_ms: i64, id: u64, number: u8, total: u8, data: &[u8]) -> Result<Option<Vec<u8>>, FragmentError> {
+    fn insert(
+        &mut self,
+        now_ms: i64,
+        id: u64,
+        number: u8,
+        total: u8,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, FragmentError> {
         let slot = self.slot_for(id, now_ms);
         let bit = 1u8 << number;
         if slot.have & bit != 0 {
@@ -319,7 +326,10 @@ impl Reassembler {
     /// Adds a packet head that has the fragmented flag set. Returns the assembled packet when
     /// this completes it.
     pub fn add_head(&mut self, now_ms: i64, head: &[u8]) -> Result<Option<Vec<u8>>, FragmentError> {
-        if head.len() < MIN_PACKET_LEN || head.len() > MAX_PACKET_LEN || head[IDX_FLAGS] & FLAG_FRAGMENTED == 0 {
+        if head.len() < MIN_PACKET_LEN
+            || head.len() > MAX_PACKET_LEN
+            || head[IDX_FLAGS] & FLAG_FRAGMENTED == 0
+        {
             return Err(FragmentError::NotAHead);
         }
         let id = u64::from_be_bytes(head[..8].try_into().expect("checked length"));
@@ -327,8 +337,18 @@ impl Reassembler {
     }
 
     /// Adds a fragment datagram. Returns the assembled packet when this completes it.
-    pub fn add_fragment(&mut self, now_ms: i64, fragment: &Fragment<'_>) -> Result<Option<Vec<u8>>, FragmentError> {
-        self.insert(now_ms, fragment.packet_id(), fragment.number(), fragment.total(), fragment.data())
+    pub fn add_fragment(
+        &mut self,
+        now_ms: i64,
+        fragment: &Fragment<'_>,
+    ) -> Result<Option<Vec<u8>>, FragmentError> {
+        self.insert(
+            now_ms,
+            fragment.packet_id(),
+            fragment.number(),
+            fragment.total(),
+            fragment.data(),
+        )
     }
 }
 
@@ -389,11 +409,20 @@ mod tests {
     #[test]
     fn limits() {
         let p = packet(20_000);
-        assert!(matches!(Fragmenter::new(&p, 1432), Err(FragmentError::TooManyFragments { .. })));
+        assert!(matches!(
+            Fragmenter::new(&p, 1432),
+            Err(FragmentError::TooManyFragments { .. })
+        ));
         let mut bad = vec![0u8; 40];
         bad[13] = 0xff;
         bad[14] = 0x81;
-        assert_eq!(Fragment::new_checked(&bad).unwrap_err(), FragmentError::BadNumbering { number: 1, total: 8 });
+        assert_eq!(
+            Fragment::new_checked(&bad).unwrap_err(),
+            FragmentError::BadNumbering {
+                number: 1,
+                total: 8
+            }
+        );
         bad[14] = 0x20;
         assert!(Fragment::new_checked(&bad).is_err());
         bad[14] = 0x22;

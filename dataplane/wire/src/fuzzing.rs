@@ -17,17 +17,26 @@ pub fn datagram(data: &[u8]) {
         DatagramKind::Packet => {
             let mut buf = data.to_vec();
             if let Ok(p) = Packet::new_checked(&buf[..]) {
-                let _ = (p.id(), p.source(), p.destination(), p.hops(), p.cipher(), p.verb());
+                let _ = (
+                    p.id(),
+                    p.source(),
+                    p.destination(),
+                    p.hops(),
+                    p.cipher(),
+                    p.verb(),
+                );
             }
             let key = fixed_key();
             let _ = crate::armor::dearmor(&mut buf, &key);
             // Also decode as though it had authenticated, to reach the payload decoders.
             let mut out = vec![0u8; MAX_PACKET_LEN];
             let plain: &[u8] = match Packet::new_checked(&buf[..]) {
-                Ok(p) if p.is_compressed() => match crate::compress::decompress_packet(&buf, &mut out) {
-                    Ok(n) => &out[..n],
-                    Err(_) => return,
-                },
+                Ok(p) if p.is_compressed() => {
+                    match crate::compress::decompress_packet(&buf, &mut out) {
+                        Ok(n) => &out[..n],
+                        Err(_) => return,
+                    }
+                }
                 Ok(_) => &buf,
                 Err(_) => return,
             };
@@ -144,7 +153,10 @@ pub fn addresses(data: &[u8]) {
     {
         let mut v = Vec::new();
         a.encode(&mut v);
-        assert_eq!(crate::inet::InetAddress::decode(&v).map(|x| x.0.socket_addr()), Ok(Some(sa)));
+        assert_eq!(
+            crate::inet::InetAddress::decode(&v).map(|x| x.0.socket_addr()),
+            Ok(Some(sa))
+        );
         let _ = crate::inet::ip_scope(sa.ip());
     }
     if let Ok((r, _)) = crate::inet::PathRecord::decode(data)

@@ -60,6 +60,9 @@ mod tests {
     fn appendix_a_digest() {
         let pub_a = hex::decode("cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b").unwrap();
         let d = digest(&pub_a.try_into().unwrap(), &mut Scratch::new());
-        assert_eq!(hex::encode(d), "09b0fec918a71c68747ed30d7585e5583f21d9bd0dca54d01872c79eac240b3c9e43556e232b2162ced90f2ba994e36fb20cdce369527cf284c6c82f52c8fb18");
+        assert_eq!(
+            hex::encode(d),
+            "09b0fec918a71c68747ed30d7585e5583f21d9bd0dca54d01872c79eac240b3c9e43556e232b2162ced90f2ba994e36fb20cdce369527cf284c6c82f52c8fb18"
+        );
     }
 }

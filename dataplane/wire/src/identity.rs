@@ -161,9 +161,11 @@ impl Identity {
             loop {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&private[8..16]);
-                private[8..16].copy_from_slice(&u64::from_le_bytes(w).wrapping_add(1).to_le_bytes());
+                private[8..16]
+                    .copy_from_slice(&u64::from_le_bytes(w).wrapping_add(1).to_le_bytes());
                 w.copy_from_slice(&private[16..24]);
-                private[16..24].copy_from_slice(&u64::from_le_bytes(w).wrapping_sub(1).to_le_bytes());
+                private[16..24]
+                    .copy_from_slice(&u64::from_le_bytes(w).wrapping_sub(1).to_le_bytes());
                 public[..32].copy_from_slice(&x25519_public(&private));
                 let d = hashcash::digest(&public, &mut scratch);
                 if d[0] < 17 {
@@ -380,14 +382,26 @@ mod tests {
         assert!(a.validate());
         assert!(b.validate());
         assert_eq!(a.to_secret_string().unwrap().as_str(), A);
-        assert_eq!(hex::encode(a.to_public_bytes()), "2f52c8fb1800cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b00");
+        assert_eq!(
+            hex::encode(a.to_public_bytes()),
+            "2f52c8fb1800cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b00"
+        );
         let k1 = a.agree(&b).unwrap();
         let k2 = b.agree(&a).unwrap();
         assert_eq!(k1.as_bytes(), k2.as_bytes());
-        assert_eq!(hex::encode(k1.as_bytes()), "ca6e79124355ba38de7e1e48714361c52b0d349f43001551efd2d49fd30275709e9ecf84631a491f8bf908945f06c47a");
+        assert_eq!(
+            hex::encode(k1.as_bytes()),
+            "ca6e79124355ba38de7e1e48714361c52b0d349f43001551efd2d49fd30275709e9ecf84631a491f8bf908945f06c47a"
+        );
         let sig = a.sign(b"hello zerotier signature test\n").unwrap();
-        assert_eq!(hex::encode(sig), "01d7a16958352289c309aaf3bf73816b2f62e3c301c61684d93e72aa09e3ba4b973d205a68168c8ccba3c4c7fead3d5f9ad90ab3db035cdb10a91531bebc6405732991bea06b11eaca424ac717b8c717da8c5211944026834e140e0ca633d66b");
-        assert!(a.to_public().verify(b"hello zerotier signature test\n", &sig));
+        assert_eq!(
+            hex::encode(sig),
+            "01d7a16958352289c309aaf3bf73816b2f62e3c301c61684d93e72aa09e3ba4b973d205a68168c8ccba3c4c7fead3d5f9ad90ab3db035cdb10a91531bebc6405732991bea06b11eaca424ac717b8c717da8c5211944026834e140e0ca633d66b"
+        );
+        assert!(
+            a.to_public()
+                .verify(b"hello zerotier signature test\n", &sig)
+        );
         assert!(!b.verify(b"hello zerotier signature test\n", &sig));
     }
 
@@ -404,17 +418,32 @@ mod tests {
             let _ = Identity::from_binary(&v[..n]);
         }
         v[70] = 3;
-        assert!(matches!(Identity::from_binary(&v), Err(IdentityError::BadPrivateLength { found: 3 })));
+        assert!(matches!(
+            Identity::from_binary(&v),
+            Err(IdentityError::BadPrivateLength { found: 3 })
+        ));
     }
 
     #[test]
     fn text_rejections() {
-        assert!(matches!("ff00000000:0:00".parse::<Identity>(), Err(IdentityError::BadKey { .. })));
+        assert!(matches!(
+            "ff00000000:0:00".parse::<Identity>(),
+            Err(IdentityError::BadKey { .. })
+        ));
         let bad_type = A.replacen(":0:", ":1:", 1);
-        assert!(matches!(bad_type.parse::<Identity>(), Err(IdentityError::BadType { .. })));
+        assert!(matches!(
+            bad_type.parse::<Identity>(),
+            Err(IdentityError::BadType { .. })
+        ));
         let reserved = format!("ff{}", &A[2..]);
-        assert!(matches!(reserved.parse::<Identity>(), Err(IdentityError::ReservedAddress { .. })));
-        assert!(matches!("a:b".parse::<Identity>(), Err(IdentityError::FieldCount { found: 2 })));
+        assert!(matches!(
+            reserved.parse::<Identity>(),
+            Err(IdentityError::ReservedAddress { .. })
+        ));
+        assert!(matches!(
+            "a:b".parse::<Identity>(),
+            Err(IdentityError::FieldCount { found: 2 })
+        ));
     }
 
     #[test]

@@ -49,7 +49,13 @@ impl InetAddress {
     /// Decodes one address at the start of `b`; returns it and the bytes consumed.
     pub fn decode(b: &[u8]) -> Result<(InetAddress, usize), InetError> {
         let t = *b.first().ok_or(InetError::Truncated)?;
-        let need = |n: usize| if b.len() < n { Err(InetError::Truncated) } else { Ok(()) };
+        let need = |n: usize| {
+            if b.len() < n {
+                Err(InetError::Truncated)
+            } else {
+                Ok(())
+            }
+        };
         match t {
             0x00 => Ok((InetAddress::Nil, 1)),
             0x01 | 0x02 => {
@@ -73,7 +79,10 @@ impl InetAddress {
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&b[1..17]);
                 let port = u16::from_be_bytes([b[17], b[18]]);
-                Ok((InetAddress::Ip(SocketAddr::new(Ipv6Addr::from(o).into(), port)), 19))
+                Ok((
+                    InetAddress::Ip(SocketAddr::new(Ipv6Addr::from(o).into(), port)),
+                    19,
+                ))
             }
             found => Err(InetError::BadType { found }),
         }
@@ -307,15 +316,27 @@ mod tests {
         InetAddress::Ip(a.0).encode(&mut out);
         InetAddress::Ip(b.0).encode(&mut out);
         InetAddress::Nil.encode(&mut out);
-        assert_eq!(hex::encode(&out), "040a01020327090620010db800000000000000000000000101bb00");
+        assert_eq!(
+            hex::encode(&out),
+            "040a01020327090620010db800000000000000000000000101bb00"
+        );
         let (x, n) = InetAddress::decode(&out).unwrap();
         assert_eq!((x, n), (InetAddress::Ip(a.0), 7));
         let (y, m) = InetAddress::decode(&out[n..]).unwrap();
         assert_eq!((y, m), (InetAddress::Ip(b.0), 19));
-        assert_eq!(InetAddress::decode(&out[n + m..]).unwrap(), (InetAddress::Nil, 1));
+        assert_eq!(
+            InetAddress::decode(&out[n + m..]).unwrap(),
+            (InetAddress::Nil, 1)
+        );
         assert_eq!(a.to_string(), "10.1.2.3/9993");
-        assert_eq!(InetAddress::decode(&[5]), Err(InetError::BadType { found: 5 }));
-        assert_eq!(InetAddress::decode(&[3, 0, 2, 1, 1]).unwrap(), (InetAddress::Reserved(3), 5));
+        assert_eq!(
+            InetAddress::decode(&[5]),
+            Err(InetError::BadType { found: 5 })
+        );
+        assert_eq!(
+            InetAddress::decode(&[3, 0, 2, 1, 1]).unwrap(),
+            (InetAddress::Reserved(3), 5)
+        );
         for i in 0..out.len() {
             let _ = InetAddress::decode(&out[..i]);
         }
@@ -323,14 +344,26 @@ mod tests {
 
     #[test]
     fn path_records() {
-        let r = PathRecord { flags: 0, address: Some("10.77.3.1:9993".parse().unwrap()) };
+        let r = PathRecord {
+            flags: 0,
+            address: Some("10.77.3.1:9993".parse().unwrap()),
+        };
         let mut out = Vec::new();
         r.encode(&mut out);
         assert_eq!(hex::encode(&out), "00000004060a4d03012709");
         assert_eq!(PathRecord::decode(&out).unwrap(), (r, out.len()));
         // unknown type skipped by its length, extension skipped
         let skip = [1u8, 0, 2, 9, 9, 7, 3, 1, 2, 3];
-        assert_eq!(PathRecord::decode(&skip).unwrap(), (PathRecord { flags: 1, address: None }, 10));
+        assert_eq!(
+            PathRecord::decode(&skip).unwrap(),
+            (
+                PathRecord {
+                    flags: 1,
+                    address: None
+                },
+                10
+            )
+        );
     }
 
     #[test]

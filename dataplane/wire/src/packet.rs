@@ -366,9 +366,21 @@ mod tests {
 
     #[test]
     fn checked_lengths_and_fields() {
-        assert!(matches!(Packet::new_checked(&[0u8; 27][..]), Err(PacketError::TooShort { len: 27 })));
-        assert!(matches!(Packet::new_checked(vec![0u8; 10_025]), Err(PacketError::TooLong { .. })));
-        let mut v = build([1, 2, 3, 4, 5, 6, 7, 8], Address::new(0x555b5031f8).unwrap(), Address::new(0x2f52c8fb18).unwrap(), Verb::ECHO, b"x");
+        assert!(matches!(
+            Packet::new_checked(&[0u8; 27][..]),
+            Err(PacketError::TooShort { len: 27 })
+        ));
+        assert!(matches!(
+            Packet::new_checked(vec![0u8; 10_025]),
+            Err(PacketError::TooLong { .. })
+        ));
+        let mut v = build(
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            Address::new(0x555b5031f8).unwrap(),
+            Address::new(0x2f52c8fb18).unwrap(),
+            Verb::ECHO,
+            b"x",
+        );
         v[IDX_FLAGS] = 0x5a;
         let mut p = Packet::new_checked(&mut v[..]).unwrap();
         assert_eq!(p.hops(), 2);

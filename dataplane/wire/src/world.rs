@@ -111,7 +111,9 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u64(&mut self) -> Result<u64, WorldError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -257,7 +259,10 @@ mod tests {
             signature: [0; 96],
             roots: vec![Root {
                 identity: key2.to_public(),
-                stable_endpoints: vec!["10.0.0.1:9993".parse().unwrap(), "[fd00::1]:9993".parse().unwrap()],
+                stable_endpoints: vec![
+                    "10.0.0.1:9993".parse().unwrap(),
+                    "[fd00::1]:9993".parse().unwrap(),
+                ],
             }],
         };
         w.sign(key1.private_key().unwrap());

@@ -65,7 +65,9 @@ impl PeerKey {
     /// The Salsa20/12 + Poly1305 key: the first 32 bytes.
     pub fn salsa_key(&self) -> &[u8; 32] {
         // invariant: 48 >= 32, the conversion of a fixed-size prefix cannot fail
-        self.key[..32].try_into().expect("48-byte key has a 32-byte prefix")
+        self.key[..32]
+            .try_into()
+            .expect("48-byte key has a 32-byte prefix")
     }
 
     /// The AES-GMAC-SIV cipher keyed with K0/K1.

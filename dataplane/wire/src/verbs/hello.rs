@@ -52,13 +52,15 @@ impl Hello {
         let minor = r.u8()?;
         let revision = r.u16()?;
         let timestamp = r.u64()?;
-        let (identity, used) = Identity::from_binary(&payload[r.pos()..]).map_err(|_| r.invalid("identity"))?;
+        let (identity, used) =
+            Identity::from_binary(&payload[r.pos()..]).map_err(|_| r.invalid("identity"))?;
         r.take(used)?;
         let mut destination = None;
         let mut planet = None;
         let mut encrypted_tail = Vec::new();
         if r.remaining() > 0 {
-            let (a, used) = InetAddress::decode(&payload[r.pos()..]).map_err(|_| r.invalid("destination"))?;
+            let (a, used) =
+                InetAddress::decode(&payload[r.pos()..]).map_err(|_| r.invalid("destination"))?;
             r.take(used)?;
             destination = Some(a);
             if r.remaining() >= 16 {
@@ -169,7 +171,8 @@ impl OkHello {
         let mut your_address = None;
         let mut world_updates = Vec::new();
         if r.remaining() > 0 {
-            let (a, used) = InetAddress::decode(&body[r.pos()..]).map_err(|_| r.invalid("address"))?;
+            let (a, used) =
+                InetAddress::decode(&body[r.pos()..]).map_err(|_| r.invalid("address"))?;
             r.take(used)?;
             your_address = Some(a);
             if r.remaining() >= 2 {
@@ -225,10 +228,17 @@ mod tests {
             planet: Some((149604618, 1644592324813)),
             encrypted_tail: Vec::new(),
         };
-        let moons = [MoonRef { kind: 127, id: 0x2f52c8fb18, timestamp: 0 }];
+        let moons = [MoonRef {
+            kind: 127,
+            id: 0x2f52c8fb18,
+            timestamp: 0,
+        }];
         let id = [0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8];
         let p = h.to_packet(id, b.address(), &moons, &key).unwrap();
-        assert_eq!(hex::encode(&p), "a1a2a3a4a5a6a7a8555b5031f82f52c8fb18009476fdaa0cdb59f8010c010e00010000018bcfe5687b2f52c8fb1800cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b0004c000023727090000000008eac90a0000017ee95760cd341100790c065f413b5a58635e24303a252468");
+        assert_eq!(
+            hex::encode(&p),
+            "a1a2a3a4a5a6a7a8555b5031f82f52c8fb18009476fdaa0cdb59f8010c010e00010000018bcfe5687b2f52c8fb1800cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b0004c000023727090000000008eac90a0000017ee95760cd341100790c065f413b5a58635e24303a252468"
+        );
         let mut q = p.clone();
         crate::armor::dearmor(&mut q, &key).unwrap();
         let back = Hello::decode(&q[IDX_PAYLOAD..]).unwrap();

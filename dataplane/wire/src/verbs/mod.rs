@@ -6,7 +6,10 @@ mod vl1;
 pub mod vl2;
 
 pub use hello::{Hello, MoonRef, OkHello};
-pub use vl1::{ErrorHeader, ErrorCode, OkHeader, PushDirectPaths, Rendezvous, UserMessage, Whois, ok_whois_identities};
+pub use vl1::{
+    ErrorCode, ErrorHeader, OkHeader, PushDirectPaths, Rendezvous, UserMessage, Whois,
+    ok_whois_identities,
+};
 
 /// Errors decoding a verb payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +66,10 @@ impl<'a> Reader<'a> {
     }
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], VerbError> {
         if self.remaining() < n {
-            return Err(VerbError::Truncated { what: self.what, at: self.i });
+            return Err(VerbError::Truncated {
+                what: self.what,
+                at: self.i,
+            });
         }
         let s = &self.b[self.i..self.i + n];
         self.i += n;
@@ -88,6 +94,9 @@ impl<'a> Reader<'a> {
         Ok(crate::Address::from_bytes(self.array()?))
     }
     pub(crate) fn invalid(&self, field: &'static str) -> VerbError {
-        VerbError::Invalid { what: self.what, field }
+        VerbError::Invalid {
+            what: self.what,
+            field,
+        }
     }
 }

@@ -106,7 +106,10 @@ impl Whois {
     /// Decodes the request (trailing bytes shorter than an address are ignored).
     pub fn decode(payload: &[u8]) -> Result<Whois, VerbError> {
         if payload.len() < 5 {
-            return Err(VerbError::Truncated { what: "WHOIS", at: 0 });
+            return Err(VerbError::Truncated {
+                what: "WHOIS",
+                at: 0,
+            });
         }
         Ok(Whois {
             addresses: payload
@@ -201,7 +204,8 @@ impl PushDirectPaths {
         let n = r.u16()?;
         let mut records = Vec::new();
         for _ in 0..n {
-            let (rec, used) = PathRecord::decode(&payload[r.pos()..]).map_err(|_| r.invalid("record"))?;
+            let (rec, used) =
+                PathRecord::decode(&payload[r.pos()..]).map_err(|_| r.invalid("record"))?;
             r.take(used)?;
             records.push(rec);
         }
@@ -210,7 +214,11 @@ impl PushDirectPaths {
 
     /// Appends the payload.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let recs: Vec<&PathRecord> = self.records.iter().filter(|r| r.address.is_some()).collect();
+        let recs: Vec<&PathRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.address.is_some())
+            .collect();
         out.extend_from_slice(&(recs.len() as u16).to_be_bytes());
         for r in recs {
             r.encode(out);
@@ -250,20 +258,41 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let rv = Rendezvous { flags: 0, with: Address::new(0xf6372234a7).unwrap(), address: "10.77.3.1:9993".parse().unwrap() };
+        let rv = Rendezvous {
+            flags: 0,
+            with: Address::new(0xf6372234a7).unwrap(),
+            address: "10.77.3.1:9993".parse().unwrap(),
+        };
         let mut b = Vec::new();
         rv.encode(&mut b);
         assert_eq!(hex::encode(&b), "00f6372234a72709040a4d0301");
         assert_eq!(Rendezvous::decode(&b).unwrap(), rv);
-        let pdp = PushDirectPaths { records: vec![PathRecord { flags: 0, address: Some("[fd00::1]:9993".parse().unwrap()) }, PathRecord { flags: 0, address: Some("10.0.0.1:1".parse().unwrap()) }] };
+        let pdp = PushDirectPaths {
+            records: vec![
+                PathRecord {
+                    flags: 0,
+                    address: Some("[fd00::1]:9993".parse().unwrap()),
+                },
+                PathRecord {
+                    flags: 0,
+                    address: Some("10.0.0.1:1".parse().unwrap()),
+                },
+            ],
+        };
         let mut b = Vec::new();
         pdp.encode(&mut b);
         assert_eq!(PushDirectPaths::decode(&b).unwrap(), pdp);
-        let w = Whois { addresses: vec![Address::new(1).unwrap(), Address::new(2).unwrap()] };
+        let w = Whois {
+            addresses: vec![Address::new(1).unwrap(), Address::new(2).unwrap()],
+        };
         let mut b = Vec::new();
         w.encode(&mut b);
         assert_eq!(Whois::decode(&b).unwrap(), w);
-        let e = ErrorHeader { in_re_verb: Verb::HELLO, in_re_packet_id: 7, code: ErrorCode::IDENTITY_COLLISION };
+        let e = ErrorHeader {
+            in_re_verb: Verb::HELLO,
+            in_re_packet_id: 7,
+            code: ErrorCode::IDENTITY_COLLISION,
+        };
         let mut b = Vec::new();
         e.encode(&mut b);
         assert_eq!(ErrorHeader::decode(&b).unwrap(), e);

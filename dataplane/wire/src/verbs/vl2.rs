@@ -13,7 +13,11 @@ pub struct Mac(pub [u8; 6]);
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -87,7 +91,10 @@ impl<'a> ExtFrame<'a> {
         let network_id = NetworkId(r.u64()?);
         let flags = r.u8()?;
         if flags & 0x01 != 0 {
-            return Err(VerbError::Unsupported { what: "EXT_FRAME", feature: "inline COM" });
+            return Err(VerbError::Unsupported {
+                what: "EXT_FRAME",
+                feature: "inline COM",
+            });
         }
         Ok(ExtFrame {
             network_id,
@@ -103,7 +110,10 @@ impl<'a> ExtFrame<'a> {
 /// MULTICAST_LIKE: `(nwid, MAC, ADI)` tuples. spec: vl2.md §7.3
 pub fn multicast_likes(p: &[u8]) -> Result<Vec<(NetworkId, MulticastGroup)>, VerbError> {
     if p.len() % 18 != 0 {
-        return Err(VerbError::Invalid { what: "MULTICAST_LIKE", field: "length" });
+        return Err(VerbError::Invalid {
+            what: "MULTICAST_LIKE",
+            field: "length",
+        });
     }
     let mut r = Reader::new(p, "MULTICAST_LIKE");
     let mut v = Vec::with_capacity(p.len() / 18);
@@ -159,7 +169,10 @@ impl GatherResults {
         for _ in 0..n {
             members.push(r.address()?);
         }
-        Ok(GatherResults { total_known, members })
+        Ok(GatherResults {
+            total_known,
+            members,
+        })
     }
 }
 
@@ -212,10 +225,21 @@ impl<'a> MulticastFrame<'a> {
         let network_id = NetworkId(r.u64()?);
         let flags = r.u8()?;
         if flags & 0x01 != 0 {
-            return Err(VerbError::Unsupported { what: "MULTICAST_FRAME", feature: "inline COM" });
+            return Err(VerbError::Unsupported {
+                what: "MULTICAST_FRAME",
+                feature: "inline COM",
+            });
         }
-        let gather_limit = if flags & 0x02 != 0 { Some(r.u32()?) } else { None };
-        let source = if flags & 0x04 != 0 { Some(Mac(r.array()?)) } else { None };
+        let gather_limit = if flags & 0x02 != 0 {
+            Some(r.u32()?)
+        } else {
+            None
+        };
+        let source = if flags & 0x04 != 0 {
+            Some(Mac(r.array()?))
+        } else {
+            None
+        };
         Ok(MulticastFrame {
             network_id,
             flags,
@@ -249,10 +273,22 @@ impl OkMulticastFrame {
         let group = group(&mut r)?;
         let flags = r.u8()?;
         if flags & 0x01 != 0 {
-            return Err(VerbError::Unsupported { what: "OK(MULTICAST_FRAME)", feature: "inline COM" });
+            return Err(VerbError::Unsupported {
+                what: "OK(MULTICAST_FRAME)",
+                feature: "inline COM",
+            });
         }
-        let results = if flags & 0x02 != 0 { Some(GatherResults::read(&mut r)?) } else { None };
-        Ok(OkMulticastFrame { network_id, group, flags, results })
+        let results = if flags & 0x02 != 0 {
+            Some(GatherResults::read(&mut r)?)
+        } else {
+            None
+        };
+        Ok(OkMulticastFrame {
+            network_id,
+            group,
+            flags,
+            results,
+        })
     }
 }
 
@@ -276,8 +312,17 @@ impl<'a> NetworkConfigRequest<'a> {
         let network_id = NetworkId(r.u64()?);
         let len = r.u16()?;
         let metadata = r.take(usize::from(len))?;
-        let (revision, timestamp) = if r.remaining() >= 16 { (r.u64()?, r.u64()?) } else { (0, 0) };
-        Ok(NetworkConfigRequest { network_id, metadata, revision, timestamp })
+        let (revision, timestamp) = if r.remaining() >= 16 {
+            (r.u64()?, r.u64()?)
+        } else {
+            (0, 0)
+        };
+        Ok(NetworkConfigRequest {
+            network_id,
+            metadata,
+            revision,
+            timestamp,
+        })
     }
 
     /// Appends the payload.
@@ -328,7 +373,11 @@ impl<'a> ConfigChunk<'a> {
         let len = r.u16()?;
         let data = r.take(usize::from(len))?;
         if r.remaining() == 0 {
-            return Ok(ConfigChunk { network_id, data, signed: None });
+            return Ok(ConfigChunk {
+                network_id,
+                data,
+                signed: None,
+            });
         }
         let flags = r.u8()?;
         let update_id = r.u64()?;
@@ -348,7 +397,14 @@ impl<'a> ConfigChunk<'a> {
         Ok(ConfigChunk {
             network_id,
             data,
-            signed: Some(ChunkSigned { flags, update_id, total_len, index, signed_region, signature }),
+            signed: Some(ChunkSigned {
+                flags,
+                update_id,
+                total_len,
+                index,
+                signed_region,
+                signature,
+            }),
         })
     }
 
@@ -366,14 +422,24 @@ mod tests {
     #[test]
     fn decoders_reject_truncation() {
         let mut p = Vec::new();
-        NetworkConfigRequest { network_id: NetworkId(5), metadata: b"v=1", revision: 0, timestamp: 0 }.encode(&mut p);
+        NetworkConfigRequest {
+            network_id: NetworkId(5),
+            metadata: b"v=1",
+            revision: 0,
+            timestamp: 0,
+        }
+        .encode(&mut p);
         assert_eq!(NetworkConfigRequest::decode(&p).unwrap().metadata, b"v=1");
         for n in 0..10 {
             assert!(NetworkConfigRequest::decode(&p[..n]).is_err());
         }
         assert!(multicast_likes(&[0u8; 17]).is_err());
         assert_eq!(multicast_likes(&[0u8; 36]).unwrap().len(), 2);
-        let f = Frame { network_id: NetworkId(1), ethertype: 0x0800, payload: b"abc" };
+        let f = Frame {
+            network_id: NetworkId(1),
+            ethertype: 0x0800,
+            payload: b"abc",
+        };
         let mut b = Vec::new();
         f.encode(&mut b);
         assert_eq!(Frame::decode(&b).unwrap(), f);
