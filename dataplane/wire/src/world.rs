@@ -249,8 +249,8 @@ mod tests {
     #[test]
     fn sign_verify_round_trip_and_update_rule() {
         let mut rng = rand_core::OsRng;
-        let key1 = crate::identity::Identity::generate(&mut rng);
-        let key2 = crate::identity::Identity::generate(&mut rng);
+        let key1 = Identity::generate(&mut rng);
+        let key2 = Identity::generate(&mut rng);
         let mut w = World {
             kind: WorldType::Moon,
             id: 0x2f52c8fb18,

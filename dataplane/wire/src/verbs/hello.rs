@@ -240,7 +240,7 @@ mod tests {
             "a1a2a3a4a5a6a7a8555b5031f82f52c8fb18009476fdaa0cdb59f8010c010e00010000018bcfe5687b2f52c8fb1800cc8def6df561ff69117bdeb006b329ebac35349a91e65175032e6d1398f1eb58b1eaefa4507ccf875e8dea63b32b4b1c39ddd567ccb963ead9cfec1d538cb21b0004c000023727090000000008eac90a0000017ee95760cd341100790c065f413b5a58635e24303a252468"
         );
         let mut q = p.clone();
-        crate::armor::dearmor(&mut q, &key).unwrap();
+        armor::dearmor(&mut q, &key).unwrap();
         let back = Hello::decode(&q[IDX_PAYLOAD..]).unwrap();
         assert_eq!(back.identity, a.to_public());
         let tail = back.decrypt_tail(&key, &id);

@@ -109,7 +109,7 @@ impl<'a> ExtFrame<'a> {
 
 /// MULTICAST_LIKE: `(nwid, MAC, ADI)` tuples. spec: vl2.md §7.3
 pub fn multicast_likes(p: &[u8]) -> Result<Vec<(NetworkId, MulticastGroup)>, VerbError> {
-    if p.len() % 18 != 0 {
+    if !p.len().is_multiple_of(18) {
         return Err(VerbError::Invalid {
             what: "MULTICAST_LIKE",
             field: "length",
