@@ -213,7 +213,7 @@ impl Identity {
     }
 
     /// Full validation: the address is not reserved, derives from the public key through the
-    /// memory-hard hash (digest[0] < 17, digest[59..64] = address), and, when a private key is
+    /// memory-hard hash (`digest[0] < 17`, `digest[59..64] == address`), and, when a private key is
     /// present, the public halves derive from it. Expensive (allocates and fills 2 MiB).
     /// spec: vl1.md §1.2 step 5
     pub fn validate(&self) -> bool {
