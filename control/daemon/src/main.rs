@@ -1,2 +1,84 @@
-//! The `weft` binary.
-fn main() {}
+//! The `weft` binary: a ZeroTier One 1.14 compatible node. For now it carries the identity tool
+//! (`weft idtool …`); invoked under a name containing `zerotier-idtool` it behaves as
+//! `zerotier-idtool`. spec: service.md §1, §9
+
+mod idtool;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Top-level command line of `weft`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: a ZeroTier One 1.14 compatible node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `weft` subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Identity, signature, moon and planet tool (compatible with `zerotier-idtool`).
+    Idtool(idtool::IdtoolArgs),
+}
+
+/// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
+/// `zerotier-idtool`, case-insensitively). spec: service.md §1
+fn is_idtool_personality(argv0: &OsString) -> bool {
+    Path::new(argv0)
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .to_ascii_lowercase()
+                .contains("zerotier-idtool")
+        })
+        .unwrap_or(false)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let result = match args.first() {
+        Some(argv0) if is_idtool_personality(argv0) => {
+            let cli = idtool::IdtoolCli::parse_from(&args);
+            idtool::run(cli.command)
+        }
+        _ => match Cli::parse_from(&args).command {
+            Command::Idtool(a) => idtool::run(a.command),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personality_detection() {
+        assert!(is_idtool_personality(&"zerotier-idtool".into()));
+        assert!(is_idtool_personality(&"/usr/sbin/zerotier-idtool".into()));
+        assert!(is_idtool_personality(&"./ZEROTIER-IDTOOL".into()));
+        assert!(!is_idtool_personality(&"/usr/bin/weft".into()));
+        assert!(!is_idtool_personality(&"/opt/zerotier-idtool/weft".into()));
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        idtool::IdtoolCli::command().debug_assert();
+    }
+}
