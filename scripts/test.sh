@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The toolchain's rustfmt and clippy components are needed; add them if this machine lacks them.
+for c in rustfmt clippy; do
+  if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$c"
+  fi
+done
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -22,7 +29,7 @@ cargo test --workspace --locked
 
 if [[ -n "${WEFT_FUZZ_SECONDS:-}" ]]; then
   step "fuzz smoke (${WEFT_FUZZ_SECONDS}s per target)"
-  scripts/fuzz-smoke.sh "${WEFT_FUZZ_SECONDS}"
+  WEFT_FUZZ_INSTALL=1 scripts/fuzz-smoke.sh "${WEFT_FUZZ_SECONDS}"
 fi
 
 step "all checks passed"

@@ -23,7 +23,7 @@ pub(crate) struct IdtoolArgs {
     pub(crate) command: IdtoolCommand,
 }
 
-/// Command line of the `zerotier-idtool` personality (argv[0] contains `zerotier-idtool`).
+/// Command line of the `zerotier-idtool` personality (the program name contains `zerotier-idtool`).
 #[derive(Debug, Parser)]
 #[command(
     name = "zerotier-idtool",

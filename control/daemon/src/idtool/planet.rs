@@ -38,7 +38,7 @@ pub(crate) enum PlanetCommand {
     /// Create a new planet (its first revision).
     ///
     /// If the keys directory holds neither previous.c25519 nor current.c25519, a fresh key pair
-    /// is written to both and the planet is self-signed. Install the result as <home>/planet
+    /// is written to both and the planet is self-signed. Install the result as HOME/planet
     /// on every node and root; a planet id other than Earth's replaces the built-in planet.
     #[command(after_help = KEYS_HELP)]
     Init(InitArgs),
@@ -113,7 +113,7 @@ pub(crate) struct UpdateArgs {
 /// Arguments of `show`.
 #[derive(Debug, Args)]
 pub(crate) struct ShowArgs {
-    /// The world file (e.g. <home>/planet or moons.d/<id>.moon).
+    /// The world file (e.g. HOME/planet or HOME/moons.d/ID.moon).
     file: PathBuf,
     /// Also check whether FILE is a valid update of this earlier revision.
     #[arg(long, value_name = "FILE")]

@@ -20,8 +20,8 @@ use weft_wire::inet::{InetAddress, PathRecord};
 use weft_wire::packet::{CipherSuite, FLAG_FRAGMENTED, IDX_FLAGS, Verb, build};
 use weft_wire::verbs::vl2::{Frame, NetworkConfigRequest};
 use weft_wire::verbs::{
-    ErrorCode, ErrorHeader, Hello, MoonRef, OkHeader, OkHello, PushDirectPaths, Rendezvous, UserMessage,
-    Whois,
+    ErrorCode, ErrorHeader, Hello, MoonRef, OkHeader, OkHello, PushDirectPaths, Rendezvous,
+    UserMessage, Whois,
 };
 use weft_wire::world::{Root, World, WorldType};
 
@@ -81,7 +81,8 @@ fn sa(s: &str) -> SocketAddr {
 fn cheap_identity(rng: &mut SeedRng, address: u64) -> Identity {
     let mut private = [0u8; 64];
     rng.fill_bytes(&mut private);
-    Identity::from_parts(addr(address), public_from_private(&private), Some(private)).expect("identity")
+    Identity::from_parts(addr(address), public_from_private(&private), Some(private))
+        .expect("identity")
 }
 
 fn armored(mut p: Vec<u8>, key: &PeerKey, suite: CipherSuite) -> Vec<u8> {
@@ -100,7 +101,7 @@ fn world(rng: &mut SeedRng, kind: WorldType, roots: usize, endpoints: usize) -> 
         signature: [0; 96],
         roots: (0..roots)
             .map(|i| Root {
-                identity: cheap_identity(rng, 0x1000_0000_00 + i as u64).to_public(),
+                identity: cheap_identity(rng, 0x10_0000_0000 + i as u64).to_public(),
                 stable_endpoints: (0..endpoints)
                     .map(|j| {
                         if j % 2 == 0 {
@@ -118,7 +119,9 @@ fn world(rng: &mut SeedRng, kind: WorldType, roots: usize, endpoints: usize) -> 
 }
 
 fn main() {
-    let root = std::env::args_os().nth(1).map_or_else(|| PathBuf::from("corpus"), PathBuf::from);
+    let root = std::env::args_os()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("corpus"), PathBuf::from);
     let mut out = Out { root, count: 0 };
     let mut rng = SeedRng(0x7765_6674_2d66_757a);
     let key = PeerKey::from_bytes(&FUZZ_KEY);
@@ -126,8 +129,8 @@ fn main() {
     // Identities: one real (hashcash-derived) identity, one cheap one.
     let real = Identity::generate(&mut rng);
     assert!(real.validate());
-    let cheap = cheap_identity(&mut rng, 0x2f52_c8fb_18);
-    let (src, dst) = (real.address(), addr(0x555b_5031_f8));
+    let cheap = cheap_identity(&mut rng, 0x2f_52c8_fb18);
+    let (src, dst) = (real.address(), addr(0x55_5b50_31f8));
 
     identity_seeds(&mut out, &real, &cheap);
     address_seeds(&mut out);
@@ -135,13 +138,25 @@ fn main() {
     let worlds = world_seeds(&mut out, &mut rng);
     datagram_seeds(&mut out, &key, &real, src, dst, &worlds);
     reassembly_seeds(&mut out, &key, src, dst);
-    println!("wrote {} seeds under {}", out.count, Path::new(&out.root).display());
+    println!(
+        "wrote {} seeds under {}",
+        out.count,
+        Path::new(&out.root).display()
+    );
 }
 
 fn identity_seeds(out: &mut Out, real: &Identity, cheap: &Identity) {
     for (n, id) in [("real", real), ("cheap", cheap)] {
-        out.put("identity", &format!("{n}-public-text"), id.to_string().as_bytes());
-        out.put("identity", &format!("{n}-secret-text"), id.to_secret_string().expect("secret").as_bytes());
+        out.put(
+            "identity",
+            &format!("{n}-public-text"),
+            id.to_string().as_bytes(),
+        );
+        out.put(
+            "identity",
+            &format!("{n}-secret-text"),
+            id.to_secret_string().expect("secret").as_bytes(),
+        );
         let mut b = Vec::new();
         id.write_binary(&mut b, false);
         out.put("identity", &format!("{n}-public-bin"), &b);
@@ -149,26 +164,48 @@ fn identity_seeds(out: &mut Out, real: &Identity, cheap: &Identity) {
         id.write_binary(&mut b, true);
         out.put("identity", &format!("{n}-secret-bin"), &b);
     }
-    out.put("identity", "bad-type-text", format!("{}:1:00", real.address()).as_bytes());
+    out.put(
+        "identity",
+        "bad-type-text",
+        format!("{}:1:00", real.address()).as_bytes(),
+    );
 }
 
 fn address_seeds(out: &mut Out) {
-    let ips = ["10.1.2.3:9993", "0.0.0.0:0", "[fd00::1]:9993", "[::ffff:192.0.2.1]:443", "[fe80::1]:1"];
+    let ips = [
+        "10.1.2.3:9993",
+        "0.0.0.0:0",
+        "[fd00::1]:9993",
+        "[::ffff:192.0.2.1]:443",
+        "[fe80::1]:1",
+    ];
     for (i, s) in ips.iter().enumerate() {
         let a = sa(s);
         let mut b = Vec::new();
         InetAddress::Ip(a).encode(&mut b);
         out.put("addresses", &format!("inet-{i}"), &b);
         let mut b = Vec::new();
-        PathRecord { flags: PathRecord::FLAG_FORGET * (i as u8 & 1), address: Some(a) }.encode(&mut b);
+        PathRecord {
+            flags: PathRecord::FLAG_FORGET * (i as u8 & 1),
+            address: Some(a),
+        }
+        .encode(&mut b);
         out.put("addresses", &format!("path-{i}"), &b);
-        out.put("addresses", &format!("text-{i}"), format!("{}/{}", a.ip(), a.port()).as_bytes());
+        out.put(
+            "addresses",
+            &format!("text-{i}"),
+            format!("{}/{}", a.ip(), a.port()).as_bytes(),
+        );
     }
     out.put("addresses", "inet-nil", &[0]);
     out.put("addresses", "inet-reserved-1", &[1, 0, 0, 0, 0, 0, 0]);
     out.put("addresses", "inet-reserved-3", &[3, 0, 2, 0xaa, 0xbb]);
     // A path record with extension bytes and an unknown address kind (skipped by receivers).
-    out.put("addresses", "path-ext-unknown", &[0x02, 0, 2, 9, 9, 5, 3, 1, 2, 3]);
+    out.put(
+        "addresses",
+        "path-ext-unknown",
+        &[0x02, 0, 2, 9, 9, 5, 3, 1, 2, 3],
+    );
     out.put("addresses", "text-address", b"2f52c8fb18");
 }
 
@@ -208,7 +245,14 @@ fn world_seeds(out: &mut Out, rng: &mut SeedRng) -> Vec<Vec<u8>> {
     all
 }
 
-fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, dst: Address, worlds: &[Vec<u8>]) {
+fn datagram_seeds(
+    out: &mut Out,
+    key: &PeerKey,
+    real: &Identity,
+    src: Address,
+    dst: Address,
+    worlds: &[Vec<u8>],
+) {
     let id = [1, 2, 3, 4, 5, 6, 7, 8];
     let hello = Hello {
         protocol_version: 12,
@@ -221,13 +265,29 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
         planet: Some((0x0000_0000_ea9d_1ca5, 1_567_191_349_589)),
         encrypted_tail: Vec::new(),
     };
-    let moons = [MoonRef { kind: 127, id: 0xdead_beef_00, timestamp: 0 }];
-    out.put("datagram", "hello", &hello.to_packet(id, dst, &moons, key).expect("hello"));
-    out.put("datagram", "hello-nomoons", &hello.to_packet(id, dst, &[], key).expect("hello"));
+    let moons = [MoonRef {
+        kind: 127,
+        id: 0xde_adbe_ef00,
+        timestamp: 0,
+    }];
+    out.put(
+        "datagram",
+        "hello",
+        &hello.to_packet(id, dst, &moons, key).expect("hello"),
+    );
+    out.put(
+        "datagram",
+        "hello-nomoons",
+        &hello.to_packet(id, dst, &[], key).expect("hello"),
+    );
 
     let mut payloads: Vec<(&str, Verb, Vec<u8>)> = Vec::new();
     let mut ok = Vec::new();
-    OkHeader { in_re_verb: Verb::HELLO, in_re_packet_id: 0x0102_0304_0506_0708 }.encode(&mut ok);
+    OkHeader {
+        in_re_verb: Verb::HELLO,
+        in_re_packet_id: 0x0102_0304_0506_0708,
+    }
+    .encode(&mut ok);
     let okh = OkHello {
         timestamp_echo: 1_700_000_000_123,
         protocol_version: 12,
@@ -243,35 +303,67 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
     okh.encode(&mut body);
     payloads.push(("ok-hello-body", Verb::OK, body));
     let mut e = Vec::new();
-    ErrorHeader { in_re_verb: Verb::NETWORK_CONFIG_REQUEST, in_re_packet_id: 9, code: ErrorCode::OBJ_NOT_FOUND }
-        .encode(&mut e);
+    ErrorHeader {
+        in_re_verb: Verb::NETWORK_CONFIG_REQUEST,
+        in_re_packet_id: 9,
+        code: ErrorCode::OBJ_NOT_FOUND,
+    }
+    .encode(&mut e);
     payloads.push(("error", Verb::ERROR, e));
     let mut w = Vec::new();
-    Whois { addresses: vec![src, addr(0x0123_4567_89)] }.encode(&mut w);
+    Whois {
+        addresses: vec![src, addr(0x01_2345_6789)],
+    }
+    .encode(&mut w);
     payloads.push(("whois", Verb::WHOIS, w));
     payloads.push(("ok-whois-body", Verb::OK, real.to_public_bytes().to_vec()));
     let mut r = Vec::new();
-    Rendezvous { flags: 0, with: dst, address: sa("10.77.3.1:9993") }.encode(&mut r);
+    Rendezvous {
+        flags: 0,
+        with: dst,
+        address: sa("10.77.3.1:9993"),
+    }
+    .encode(&mut r);
     payloads.push(("rendezvous4", Verb::RENDEZVOUS, r));
     let mut r = Vec::new();
-    Rendezvous { flags: 0, with: dst, address: sa("[fd00::77]:9993") }.encode(&mut r);
+    Rendezvous {
+        flags: 0,
+        with: dst,
+        address: sa("[fd00::77]:9993"),
+    }
+    .encode(&mut r);
     payloads.push(("rendezvous6", Verb::RENDEZVOUS, r));
     let mut p = Vec::new();
     PushDirectPaths {
         records: vec![
-            PathRecord { flags: 0, address: Some(sa("192.0.2.44:9993")) },
-            PathRecord { flags: PathRecord::FLAG_FORGET, address: Some(sa("[2001:db8::44]:9993")) },
+            PathRecord {
+                flags: 0,
+                address: Some(sa("192.0.2.44:9993")),
+            },
+            PathRecord {
+                flags: PathRecord::FLAG_FORGET,
+                address: Some(sa("[2001:db8::44]:9993")),
+            },
         ],
     }
     .encode(&mut p);
     payloads.push(("push-direct-paths", Verb::PUSH_DIRECT_PATHS, p));
     let mut u = Vec::new();
-    UserMessage { type_id: 0x1_0000, data: b"hello, user".to_vec() }.encode(&mut u);
+    UserMessage {
+        type_id: 0x1_0000,
+        data: b"hello, user".to_vec(),
+    }
+    .encode(&mut u);
     payloads.push(("user-message", Verb::USER_MESSAGE, u));
     let nwid = NetworkId(0x8056_c2e2_1c00_0001);
     let eth: Vec<u8> = (0..200u8).collect();
     let mut f = Vec::new();
-    Frame { network_id: nwid, ethertype: 0x0800, payload: &eth }.encode(&mut f);
+    Frame {
+        network_id: nwid,
+        ethertype: 0x0800,
+        payload: &eth,
+    }
+    .encode(&mut f);
     payloads.push(("frame", Verb::FRAME, f));
     let mut xf = nwid.0.to_be_bytes().to_vec();
     xf.push(0x10);
@@ -292,7 +384,11 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
     g.extend_from_slice(&32u32.to_be_bytes());
     payloads.push(("multicast-gather", Verb::MULTICAST_GATHER, g));
     let mut okg = Vec::new();
-    OkHeader { in_re_verb: Verb::MULTICAST_GATHER, in_re_packet_id: 77 }.encode(&mut okg);
+    OkHeader {
+        in_re_verb: Verb::MULTICAST_GATHER,
+        in_re_packet_id: 77,
+    }
+    .encode(&mut okg);
     okg.extend_from_slice(&nwid.0.to_be_bytes());
     okg.extend_from_slice(&like[8..18]);
     okg.extend_from_slice(&3u32.to_be_bytes());
@@ -321,8 +417,13 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
     md.add_u64("vend", 1).unwrap();
     let meta = md.to_bytes();
     let mut ncr = Vec::new();
-    NetworkConfigRequest { network_id: nwid, metadata: &meta, revision: 3, timestamp: 1_700_000_000_000 }
-        .encode(&mut ncr);
+    NetworkConfigRequest {
+        network_id: nwid,
+        metadata: &meta,
+        revision: 3,
+        timestamp: 1_700_000_000_000,
+    }
+    .encode(&mut ncr);
     payloads.push(("network-config-request", Verb::NETWORK_CONFIG_REQUEST, ncr));
     // A signed config chunk: nwid, len, data, flags, update id, total, index, sig type/len, sig.
     let mut cfg = Dictionary::new();
@@ -352,24 +453,45 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
     for (name, verb, payload) in &payloads {
         let plain = build(id, dst, src, *verb, payload);
         for (sname, suite) in suites {
-            out.put("datagram", &format!("{name}-{sname}"), &armored(plain.clone(), key, suite));
+            out.put(
+                "datagram",
+                &format!("{name}-{sname}"),
+                &armored(plain.clone(), key, suite),
+            );
         }
         // Compressed variant where LZ4 shrinks it.
         let mut c = vec![0u8; plain.len()];
         if let Some(n) = compress_packet(&plain, &mut c) {
             c.truncate(n);
-            out.put("datagram", &format!("{name}-lz4-c1"), &armored(c, key, CipherSuite::Poly1305Salsa2012));
+            out.put(
+                "datagram",
+                &format!("{name}-lz4-c1"),
+                &armored(c, key, CipherSuite::Poly1305Salsa2012),
+            );
         }
     }
     // A highly compressible frame, compressed.
     let mut f = Vec::new();
-    Frame { network_id: nwid, ethertype: 0x0800, payload: &[0x41; 1200] }.encode(&mut f);
+    Frame {
+        network_id: nwid,
+        ethertype: 0x0800,
+        payload: &[0x41; 1200],
+    }
+    .encode(&mut f);
     let plain = build(id, dst, src, Verb::FRAME, &f);
     let mut c = vec![0u8; plain.len()];
     let n = compress_packet(&plain, &mut c).expect("compressible");
     c.truncate(n);
-    out.put("datagram", "frame-lz4-c0", &armored(c.clone(), key, CipherSuite::Poly1305None));
-    out.put("datagram", "frame-lz4-c3", &armored(c, key, CipherSuite::AesGmacSiv));
+    out.put(
+        "datagram",
+        "frame-lz4-c0",
+        &armored(c.clone(), key, CipherSuite::Poly1305None),
+    );
+    out.put(
+        "datagram",
+        "frame-lz4-c3",
+        &armored(c, key, CipherSuite::AesGmacSiv),
+    );
     // Trusted path (cipher 2), a beacon, a keepalive.
     let mut tp = build(id, dst, src, Verb::ECHO, b"trusted");
     armor_trusted_path(&mut tp, 0x1122_3344_5566_7788).expect("trusted path");
@@ -384,7 +506,11 @@ fn datagram_seeds(out: &mut Out, key: &PeerKey, real: &Identity, src: Address, d
     armor(&mut big, key, CipherSuite::Poly1305Salsa2012).expect("armor");
     let fr = Fragmenter::new(&big, 1432).expect("fragmenter");
     out.put("datagram", "fragment-head", fr.head());
-    out.put("datagram", "fragment-1", &fr.fragment(1).expect("fragment 1"));
+    out.put(
+        "datagram",
+        "fragment-1",
+        &fr.fragment(1).expect("fragment 1"),
+    );
 }
 
 /// Length-prefixed datagram sequences, as `weft_wire::fuzzing::reassembly` reads them.
@@ -398,9 +524,12 @@ fn reassembly_seeds(out: &mut Out, key: &PeerKey, src: Address, dst: Address) {
         v
     }
     let mut packets = Vec::new();
-    for (i, (len, suite)) in [(1500usize, CipherSuite::Poly1305Salsa2012), (3000, CipherSuite::AesGmacSiv)]
-        .into_iter()
-        .enumerate()
+    for (i, (len, suite)) in [
+        (1500usize, CipherSuite::Poly1305Salsa2012),
+        (3000, CipherSuite::AesGmacSiv),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let id = [9, 9, 9, 9, 0, 0, 0, i as u8];
         let mut p = build(id, dst, src, Verb::FRAME, &vec![i as u8; len]);
@@ -411,22 +540,44 @@ fn reassembly_seeds(out: &mut Out, key: &PeerKey, src: Address, dst: Address) {
     for (pi, p) in packets.iter().enumerate() {
         for mtu in [576usize, 1432] {
             let fr = Fragmenter::new(p, mtu).expect("fragmenter");
-            let frags: Vec<Vec<u8>> = (1..fr.total()).map(|n| fr.fragment(n).expect("fragment")).collect();
+            let frags: Vec<Vec<u8>> = (1..fr.total())
+                .map(|n| fr.fragment(n).expect("fragment"))
+                .collect();
             let mut in_order: Vec<&[u8]> = vec![fr.head()];
             in_order.extend(frags.iter().map(Vec::as_slice));
-            out.put("reassembly", &format!("p{pi}-mtu{mtu}-in-order"), &seq(&in_order));
+            out.put(
+                "reassembly",
+                &format!("p{pi}-mtu{mtu}-in-order"),
+                &seq(&in_order),
+            );
             let mut reversed: Vec<&[u8]> = frags.iter().rev().map(Vec::as_slice).collect();
             reversed.push(fr.head());
-            out.put("reassembly", &format!("p{pi}-mtu{mtu}-reversed"), &seq(&reversed));
+            out.put(
+                "reassembly",
+                &format!("p{pi}-mtu{mtu}-reversed"),
+                &seq(&reversed),
+            );
             let mut dup: Vec<&[u8]> = vec![&frags[0], fr.head(), &frags[0]];
             dup.extend(frags.iter().skip(1).map(Vec::as_slice));
-            out.put("reassembly", &format!("p{pi}-mtu{mtu}-duplicate"), &seq(&dup));
+            out.put(
+                "reassembly",
+                &format!("p{pi}-mtu{mtu}-duplicate"),
+                &seq(&dup),
+            );
         }
     }
     // Two packets interleaved.
     let a = Fragmenter::new(&packets[0], 576).expect("fragmenter");
     let b = Fragmenter::new(&packets[1], 1432).expect("fragmenter");
-    let (a1, b1, b2) = (a.fragment(1).unwrap(), b.fragment(1).unwrap(), b.fragment(2).unwrap());
+    let (a1, b1, b2) = (
+        a.fragment(1).unwrap(),
+        b.fragment(1).unwrap(),
+        b.fragment(2).unwrap(),
+    );
     let a2 = a.fragment(2).unwrap();
-    out.put("reassembly", "interleaved", &seq(&[&b1, a.head(), &b2, &a1, b.head(), &a2]));
+    out.put(
+        "reassembly",
+        "interleaved",
+        &seq(&[&b1, a.head(), &b2, &a1, b.head(), &a2]),
+    );
 }
