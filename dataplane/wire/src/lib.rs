@@ -23,6 +23,9 @@ pub mod signature;
 pub mod verbs;
 pub mod world;
 
+#[cfg(test)]
+mod test_vectors;
+
 pub use address::{Address, NetworkId};
 pub use armor::{ArmorError, armor, dearmor};
 pub use crypto::PeerKey;
