@@ -1,0 +1,89 @@
+//! Node configuration (what `local.conf`, the planet and moons say).
+
+use std::net::IpAddr;
+
+use weft_wire::World;
+
+/// A physical network whose packets may use cipher suite 2 (no crypto). spec: vl1.md §3.5
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPath {
+    /// Network address.
+    pub network: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// The trusted path id (nonzero).
+    pub id: u64,
+}
+
+impl TrustedPath {
+    /// Whether `ip` lies inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn bits(ip: IpAddr) -> (u128, u8) {
+            match ip {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        }
+        let (a, la) = bits(self.network);
+        let (b, lb) = bits(ip);
+        if la != lb || self.prefix > la {
+            return false;
+        }
+        let shift = u32::from(la - self.prefix);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+}
+
+/// Configuration of a [`crate::Node`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The planet (required: a node needs roots). Tests use a private planet.
+    pub planet: World,
+    /// Moons already installed (from `moons.d/`).
+    pub moons: Vec<World>,
+    /// Moons orbited by seed and not yet received: (world id, seed address).
+    pub moon_seeds: Vec<(u64, weft_wire::Address)>,
+    /// Trusted physical paths (cipher 2).
+    pub trusted_paths: Vec<TrustedPath>,
+    /// Physical MTU (UDP payload bytes) used to fragment outgoing packets.
+    pub physical_mtu: usize,
+    /// Software version advertised (major, minor, revision).
+    pub version: (u8, u8, u16),
+}
+
+impl NodeConfig {
+    /// A configuration with the given planet and defaults for everything else.
+    pub fn new(planet: World) -> Self {
+        NodeConfig {
+            planet,
+            moons: Vec::new(),
+            moon_seeds: Vec::new(),
+            trusted_paths: Vec::new(),
+            physical_mtu: weft_wire::packet::DEFAULT_PHYSICAL_MTU,
+            version: (1, 14, 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_contains() {
+        let t = TrustedPath {
+            network: "10.1.0.0".parse().unwrap(),
+            prefix: 16,
+            id: 1,
+        };
+        assert!(t.contains("10.1.200.3".parse().unwrap()));
+        assert!(!t.contains("10.2.0.1".parse().unwrap()));
+        assert!(!t.contains("::1".parse().unwrap()));
+        let all = TrustedPath {
+            network: "0.0.0.0".parse().unwrap(),
+            prefix: 0,
+            id: 1,
+        };
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+    }
+}

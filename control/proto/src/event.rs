@@ -1,0 +1,78 @@
+//! What crosses the boundary between the core and its driver.
+
+use std::net::SocketAddr;
+
+use weft_wire::{Address, Identity};
+
+/// Milliseconds since the Unix epoch (the driver's clock, or virtual time in simulations).
+pub type Timestamp = i64;
+
+/// A local socket, numbered by the driver (one per bound local address and port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalSocket(pub u32);
+
+/// A datagram the node wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The local socket to send from; `None` means "from every bound socket" (probes).
+    /// spec: vl1.md §0.1
+    pub local: Option<LocalSocket>,
+    /// Destination.
+    pub to: SocketAddr,
+    /// The UDP payload.
+    pub data: Vec<u8>,
+    /// IP TTL to use for this datagram only (the TTL-2 hole-punching junk), or the default.
+    pub ttl: Option<u8>,
+}
+
+/// Something the driver should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Online status changed (something heard from an upstream within 500 s, or we are one).
+    Online(bool),
+    /// A peer was created (learned from HELLO, OK(WHOIS) or the peer cache).
+    PeerAdded {
+        /// The peer.
+        identity: Identity,
+    },
+    /// A peer's set of direct paths changed (learned, expired or reset).
+    PathsChanged {
+        /// The peer.
+        address: Address,
+    },
+    /// A newer planet was accepted; persist these bytes as `<home>/planet`.
+    PlanetUpdated {
+        /// Serialized world.
+        bytes: Vec<u8>,
+    },
+    /// A moon was installed or updated; persist as `<home>/moons.d/<16 hex id>.moon`.
+    MoonUpdated {
+        /// Moon world id.
+        id: u64,
+        /// Serialized world.
+        bytes: Vec<u8>,
+    },
+    /// A USER_MESSAGE arrived.
+    UserMessage {
+        /// Sender.
+        from: Address,
+        /// Message type id.
+        type_id: u64,
+        /// Data.
+        data: Vec<u8>,
+    },
+    /// An upstream reported that another node holds our address with a different key.
+    IdentityCollision {
+        /// The upstream that reported it.
+        reported_by: Address,
+    },
+    /// A peer left memory (idle for 500 s); persist this record as
+    /// `<home>/peers.d/<10 hex address>.peer`.
+    PeerEvicted {
+        /// The peer.
+        address: Address,
+        /// Serialized peer-cache record (see [`crate::peer_cache`]).
+        record: Vec<u8>,
+    },
+}

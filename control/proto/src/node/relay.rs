@@ -1,0 +1,155 @@
+//! What roots do: relaying with the hop limit, and RENDEZVOUS ("unite") to both ends.
+//! spec: vl1.md §3.9, §8.3, §8.5
+
+use std::net::SocketAddr;
+
+use rand_core::RngCore;
+use weft_wire::Address;
+use weft_wire::inet::ip_scope;
+use weft_wire::packet::{FLAGS_HOPS_MASK, IDX_FLAGS, Verb};
+use weft_wire::verbs::Rendezvous;
+
+use super::Node;
+use crate::{LocalSocket, Timestamp};
+
+/// Packets are relayed only while their hop count is below this.
+pub(crate) const RELAY_MAX_HOPS: u8 = 3;
+/// RENDEZVOUS per unordered pair.
+const UNITE_GATE_MS: i64 = 30_000;
+
+impl Node {
+    /// Relays a packet head or fragment addressed to someone else. Only upstreams relay
+    /// (trust-based relaying for network members comes with VL2). spec: vl1.md §8.3
+    pub(crate) fn relay(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        mut data: Vec<u8>,
+        fragment: bool,
+    ) {
+        if !self.is_upstream_itself() {
+            return;
+        }
+        let (dest, source) = if fragment {
+            (Address::from_slice(&data[8..]).unwrap_or_default(), None)
+        } else {
+            (
+                Address::from_slice(&data[8..]).unwrap_or_default(),
+                Address::from_slice(&data[13..]),
+            )
+        };
+        if source == Some(self.address()) {
+            return;
+        }
+        let hops = if fragment {
+            data[15]
+        } else {
+            data[IDX_FLAGS] & FLAGS_HOPS_MASK
+        };
+        if hops >= RELAY_MAX_HOPS {
+            return;
+        }
+        if fragment {
+            data[15] = (hops + 1) & 7;
+        } else {
+            data[IDX_FLAGS] = (data[IDX_FLAGS] & !FLAGS_HOPS_MASK) | ((hops + 1) & FLAGS_HOPS_MASK);
+        }
+        let direct = self.peers.get(&dest).and_then(|p| {
+            p.best_path(now)
+                .map(|i| (p.paths[i].local, p.paths[i].addr))
+        });
+        if let Some((local, to)) = direct {
+            if to == from {
+                return;
+            }
+            self.stats.relayed += 1;
+            self.emit(now, dest, Some(local), to, data, None);
+            if let Some(src) = source
+                && self.peers.contains_key(&src)
+            {
+                let pair = if src < dest { (src, dest) } else { (dest, src) };
+                let due = self
+                    .unite_gate
+                    .get(&pair)
+                    .is_none_or(|t| now - *t >= UNITE_GATE_MS);
+                if due {
+                    self.unite_gate.insert(pair, now);
+                    self.unite(now, src, dest);
+                }
+            }
+            return;
+        }
+        if let Some(u) = self.best_upstream(now, source)
+            && let Some((local, to)) = self.peers.get(&u).and_then(|p| {
+                p.best_path(now)
+                    .map(|i| (p.paths[i].local, p.paths[i].addr))
+            })
+        {
+            self.stats.relayed += 1;
+            self.emit(now, u, Some(local), to, data, None);
+            if let Some(src) = source
+                && self.peers.contains_key(&src)
+            {
+                self.unite(now, u, src);
+            }
+        }
+    }
+
+    /// Picks, per peer and (scope, family), the best path; returns the pair of paths to
+    /// introduce, scanning scopes from private (7) down and preferring IPv6. spec: vl1.md §8.5
+    fn unite_paths(
+        &self,
+        now: Timestamp,
+        a: Address,
+        b: Address,
+    ) -> Option<((LocalSocket, SocketAddr), (LocalSocket, SocketAddr))> {
+        let best = |peer: Address, scope: u8, v6: bool| {
+            let p = self.peers.get(&peer)?;
+            p.paths
+                .iter()
+                .filter(|x| {
+                    !x.expired(now)
+                        && ip_scope(x.addr.ip()) as u8 == scope
+                        && x.addr.is_ipv6() == v6
+                })
+                .min_by_key(|x| x.quality(now))
+                .map(|x| (x.local, x.addr))
+        };
+        for scope in (0..=7u8).rev() {
+            for v6 in [true, false] {
+                if let (Some(pa), Some(pb)) = (best(a, scope, v6), best(b, scope, v6)) {
+                    return Some((pa, pb));
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends RENDEZVOUS to both peers, in random order, each naming the other.
+    pub(crate) fn unite(&mut self, now: Timestamp, a: Address, b: Address) {
+        let Some(((la, pa), (lb, pb))) = self.unite_paths(now, a, b) else {
+            return;
+        };
+        let mut sends = [(a, la, pa, b, pb), (b, lb, pb, a, pa)];
+        if self.rng.next_u32() & 1 == 1 {
+            sends.swap(0, 1);
+        }
+        for (to_peer, local, to_addr, with, with_addr) in sends {
+            let mut payload = Vec::new();
+            Rendezvous {
+                flags: 0,
+                with,
+                address: with_addr,
+            }
+            .encode(&mut payload);
+            self.send_direct(
+                now,
+                to_peer,
+                Some(local),
+                to_addr,
+                Verb::RENDEZVOUS,
+                &payload,
+            );
+        }
+    }
+}
