@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod earth;
 mod event;
 mod gates;
 mod node;
@@ -19,5 +20,6 @@ mod peer;
 pub mod peer_cache;
 
 pub use config::{NodeConfig, TrustedPath};
+pub use earth::{EARTH_PLANET, earth_planet};
 pub use event::{Event, LocalSocket, Timestamp, Transmit};
 pub use node::{Node, NodeStats, PathInfo, PeerInfo, PeerRole};
