@@ -1,8 +1,9 @@
 //! The `weft` binary: a ZeroTier One 1.14 compatible node. For now it carries the identity tool
-//! (`weft idtool …`); invoked under a name containing `zerotier-idtool` it behaves as
-//! `zerotier-idtool`. spec: service.md §1, §9
+//! (`weft idtool …`) and a TCP fallback relay (`weft tcp-relay`); invoked under a name containing
+//! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
 mod idtool;
+mod tcp_relay;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Identity, signature, moon and planet tool (compatible with `zerotier-idtool`).
     Idtool(idtool::IdtoolArgs),
+    /// TCP fallback relay for nodes whose UDP is blocked (like the one at 204.80.128.1:443).
+    TcpRelay(tcp_relay::TcpRelayArgs),
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         }
         _ => match Cli::parse_from(&args).command {
             Command::Idtool(a) => idtool::run(a.command),
+            Command::TcpRelay(a) => tcp_relay::run(a),
         },
     };
     match result {

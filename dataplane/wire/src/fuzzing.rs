@@ -171,3 +171,63 @@ pub fn addresses(data: &[u8]) {
         let _ = s.parse::<crate::address::Address>();
     }
 }
+
+/// TCP fallback tunnel stream decoding: the input is one connection's byte stream, fed to a
+/// decoder in chunks whose size comes from the first byte. Every record body must re-encode to
+/// the bytes it came from, and the parsed and raw decoders must agree. spec: vl1.md §8.13
+pub fn tcp_tunnel(data: &[u8]) {
+    use crate::tcp_tunnel::{
+        MAX_RECORD_LEN, RECORD_HEADER_LEN, Record, TunnelDecoder, encode_datagram, encode_greeting,
+        encode_record,
+    };
+    let chunk = 1 + usize::from(data.first().copied().unwrap_or(0));
+    let (mut raw, mut parsed) = (TunnelDecoder::new(), TunnelDecoder::new());
+    'stream: for piece in data.chunks(chunk) {
+        let (mut rest_raw, mut rest_parsed) = (piece, piece);
+        while !rest_raw.is_empty() || !rest_parsed.is_empty() {
+            rest_raw = &rest_raw[raw.push(rest_raw)..];
+            rest_parsed = &rest_parsed[parsed.push(rest_parsed)..];
+            assert!(raw.buffered() <= MAX_RECORD_LEN && parsed.buffered() <= MAX_RECORD_LEN);
+            loop {
+                let body = match raw.next_body() {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert_eq!(parsed.next_record().err(), Some(e), "raw vs parsed error");
+                        break 'stream;
+                    }
+                };
+                let from_body = Record::parse(body);
+                assert_eq!(
+                    parsed.next_record().map(|r| r.expect("same framing")),
+                    from_body
+                );
+                let mut again = Vec::new();
+                match from_body {
+                    Ok(Record::Greeting {
+                        major,
+                        minor,
+                        revision,
+                    }) => again.extend_from_slice(&encode_greeting(major, minor, revision)),
+                    Ok(Record::Datagram {
+                        addr: Some(addr),
+                        payload,
+                    }) => {
+                        encode_datagram(addr, payload, &mut again).expect("re-encode datagram");
+                        // IPv4-mapped IPv6 addresses re-encode as (shorter) IPv4 records.
+                        if again.len() != RECORD_HEADER_LEN + body.len() {
+                            assert!(matches!(addr.ip(), std::net::IpAddr::V6(ip)
+                                if ip.to_ipv4_mapped().is_some()));
+                            continue;
+                        }
+                    }
+                    Ok(Record::Datagram { addr: None, .. }) => {
+                        encode_record(body, &mut again).expect("re-encode raw")
+                    }
+                    Err(_) => break 'stream,
+                }
+                assert_eq!(&again[RECORD_HEADER_LEN..], body, "record round trip");
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod inet;
 pub mod packet;
 pub mod signature;
+pub mod tcp_tunnel;
 pub mod verbs;
 pub mod world;
 

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("datagram", weft_wire::fuzzing::datagram),
     ("reassembly", weft_wire::fuzzing::reassembly),
     ("dictionary", weft_wire::fuzzing::dictionary),
     ("world", weft_wire::fuzzing::world),
     ("identity", weft_wire::fuzzing::identity),
     ("addresses", weft_wire::fuzzing::addresses),
+    ("tcp_tunnel", weft_wire::fuzzing::tcp_tunnel),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -88,6 +89,11 @@ fn identity() {
 #[test]
 fn addresses() {
     replay(TARGETS[5].0, TARGETS[5].1);
+}
+
+#[test]
+fn tcp_tunnel() {
+    replay(TARGETS[6].0, TARGETS[6].1);
 }
 
 /// Every fuzz target has a corpus directory, and every corpus directory is a known target.
