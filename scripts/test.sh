@@ -15,6 +15,9 @@ for c in rustfmt clippy; do
   fi
 done
 
+step "test dependencies (iproute2, iptables, ping for the network-namespace tests)"
+scripts/install-test-deps.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -5,6 +5,8 @@
 //! in place. When they are missing, every suite fails loudly: a conformance suite that cannot see
 //! its ground truth must not pass.
 
+pub mod netns;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

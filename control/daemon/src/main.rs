@@ -2,7 +2,9 @@
 //! (`weft idtool …`) and a TCP fallback relay (`weft tcp-relay`); invoked under a name containing
 //! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
+mod fsutil;
 mod idtool;
+mod service;
 mod tcp_relay;
 
 use std::ffi::OsString;
@@ -26,6 +28,8 @@ struct Cli {
 /// `weft` subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node (VL1 service): joins the planet, keeps peers and paths, relays if a root.
+    Daemon(service::DaemonArgs),
     /// Identity, signature, moon and planet tool (compatible with `zerotier-idtool`).
     Idtool(idtool::IdtoolArgs),
     /// TCP fallback relay for nodes whose UDP is blocked (like the one at 204.80.128.1:443).
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             idtool::run(cli.command)
         }
         _ => match Cli::parse_from(&args).command {
+            Command::Daemon(a) => service::run(a),
             Command::Idtool(a) => idtool::run(a.command),
             Command::TcpRelay(a) => tcp_relay::run(a),
         },

@@ -1,7 +1,7 @@
 //! `weft idtool`: a `zerotier-idtool` compatible identity tool, plus planet building for
 //! self-hosted roots. spec: service.md §9, vl1.md §1.3, §2, §7
 
-mod fsutil;
+use crate::fsutil;
 mod identity_cmds;
 mod keys;
 mod moon;

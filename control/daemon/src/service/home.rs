@@ -1,0 +1,341 @@
+//! The home folder, laid out like ZeroTier One's: `identity.secret` / `identity.public`,
+//! `planet`, `moons.d/`, `peers.d/`, `local.conf`, `zerotier-one.port`, `zerotier-one.pid`.
+//! spec: service.md §2, §3
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rand_core::OsRng;
+use serde_json::Value;
+use weft_proto::peer_cache::CachedPeer;
+use weft_proto::{TrustedPath, earth_planet};
+use weft_wire::{Address, Identity, World, WorldType};
+
+use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
+
+/// Peer-cache files older than this are ignored (and removed). spec: service.md §2
+const PEER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The parts of `local.conf` the VL1 service uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LocalConf {
+    /// The whole document (echoed in status).
+    pub(crate) raw: Value,
+    pub(crate) primary_port: Option<u16>,
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) trusted_paths: Vec<TrustedPath>,
+    pub(crate) mtu: Option<usize>,
+}
+
+/// An opened home folder.
+#[derive(Debug)]
+pub(crate) struct Home {
+    pub(crate) dir: PathBuf,
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let bits: u8 = bits.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+impl Home {
+    /// Creates the folder if needed.
+    pub(crate) fn open(dir: &Path) -> Result<Home> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create home folder {}", dir.display()))?;
+        for sub in ["moons.d", "peers.d"] {
+            fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        }
+        Ok(Home {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Loads `identity.secret`, or generates and saves a new identity on first start. An
+    /// existing but unreadable secret is an error: it is never overwritten.
+    pub(crate) fn identity(&self) -> Result<Identity> {
+        let secret_path = self.path("identity.secret");
+        let id = if secret_path.exists() {
+            let text = fs::read_to_string(&secret_path)
+                .with_context(|| format!("cannot read {}", secret_path.display()))?;
+            let id: Identity = text.trim().parse().with_context(|| {
+                format!("{} does not hold a valid identity", secret_path.display())
+            })?;
+            if !id.has_private() {
+                bail!("{} holds no private key", secret_path.display());
+            }
+            fsutil::chmod(&secret_path, SECRET_MODE)?;
+            id
+        } else {
+            let id = Identity::generate(&mut OsRng);
+            let secret = id.to_secret_string()?;
+            fsutil::write_atomic(&secret_path, secret.as_bytes(), SECRET_MODE)?;
+            id
+        };
+        let public_path = self.path("identity.public");
+        let public = id.to_string();
+        if fs::read_to_string(&public_path)
+            .map(|s| s.trim() != public)
+            .unwrap_or(true)
+        {
+            fsutil::write_atomic(&public_path, public.as_bytes(), PUBLIC_MODE)?;
+        }
+        Ok(id)
+    }
+
+    /// The planet: `<home>/planet` if it parses, else the built-in one (then written there).
+    /// The built-in planet replaces a file-loaded one only under the update rule.
+    /// spec: vl1.md §7.5
+    pub(crate) fn planet(&self) -> Result<World> {
+        let p = self.path("planet");
+        let earth = earth_planet();
+        let loaded = fs::read(&p)
+            .ok()
+            .and_then(|b| World::decode(&b).ok())
+            .filter(|(w, _)| w.kind == WorldType::Planet);
+        match loaded {
+            Some((w, _)) => Ok(if World::should_replace(Some(&w), &earth) {
+                earth
+            } else {
+                w
+            }),
+            None => {
+                fsutil::write_atomic(&p, &earth.to_bytes(), PUBLIC_MODE)?;
+                Ok(earth)
+            }
+        }
+    }
+
+    /// Every `moons.d/<16 hex>.moon` whose content is a moon with that id.
+    pub(crate) fn moons(&self) -> Vec<World> {
+        let mut v = Vec::new();
+        let Ok(rd) = fs::read_dir(self.path("moons.d")) else {
+            return v;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_suffix(".moon")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            match fs::read(e.path()).ok().and_then(|b| World::decode(&b).ok()) {
+                Some((w, _)) if w.kind == WorldType::Moon && w.id == id => v.push(w),
+                _ => eprintln!("weft: ignoring unreadable moon file {}", e.path().display()),
+            }
+        }
+        v
+    }
+
+    /// Saves an accepted planet.
+    pub(crate) fn save_planet(&self, bytes: &[u8]) -> Result<()> {
+        fsutil::write_atomic(&self.path("planet"), bytes, PUBLIC_MODE)
+    }
+
+    /// Saves an accepted moon.
+    pub(crate) fn save_moon(&self, id: u64, bytes: &[u8]) -> Result<()> {
+        fsutil::write_atomic(
+            &self.path(&format!("moons.d/{id:016x}.moon")),
+            bytes,
+            PUBLIC_MODE,
+        )
+    }
+
+    /// Loads the peer cache, removing files older than 30 days.
+    pub(crate) fn cached_peers(&self) -> Vec<CachedPeer> {
+        let mut v = Vec::new();
+        let Ok(rd) = fs::read_dir(self.path("peers.d")) else {
+            return v;
+        };
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > PEER_CACHE_MAX_AGE);
+            if old {
+                let _ = fs::remove_file(e.path());
+                continue;
+            }
+            if let Some(p) = fs::read(e.path())
+                .ok()
+                .and_then(|b| CachedPeer::decode(&b).ok())
+            {
+                v.push(p);
+            }
+        }
+        v
+    }
+
+    /// Saves one peer-cache record.
+    pub(crate) fn save_peer(&self, address: Address, record: &[u8]) -> Result<()> {
+        if record.is_empty() {
+            return Ok(());
+        }
+        fsutil::write_atomic(
+            &self.path(&format!("peers.d/{address}.peer")),
+            record,
+            PUBLIC_MODE,
+        )
+    }
+
+    /// Reads `local.conf` (absent = defaults). Invalid JSON or a non-object root is an error.
+    /// spec: service.md §3
+    pub(crate) fn local_conf(&self) -> Result<LocalConf> {
+        let p = self.path("local.conf");
+        let Ok(text) = fs::read_to_string(&p) else {
+            return Ok(LocalConf {
+                raw: Value::Object(Default::default()),
+                ..Default::default()
+            });
+        };
+        let raw: Value = serde_json::from_str(&text)
+            .with_context(|| format!("unable to parse local.conf ({})", p.display()))?;
+        if !raw.is_object() {
+            bail!("unable to parse local.conf: the root must be a JSON object");
+        }
+        let settings = &raw["settings"];
+        let primary_port = match &settings["primaryPort"] {
+            Value::Null => None,
+            v => Some(
+                v.as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .context("local.conf: settings.primaryPort must be an integer 0..65535")?,
+            ),
+        };
+        let mut bind = Vec::new();
+        if let Some(a) = settings["bind"].as_array() {
+            for (i, ip) in a.iter().enumerate() {
+                let ip = ip.as_str().and_then(|s| s.parse().ok()).with_context(|| {
+                    format!("local.conf: settings.bind[{i}] must be an IP address")
+                })?;
+                bind.push(ip);
+            }
+        }
+        let mut trusted_paths = Vec::new();
+        let mut mtu = None;
+        if let Some(phys) = raw["physical"].as_object() {
+            for (cidr, v) in phys {
+                let (network, prefix) = parse_cidr(cidr).with_context(|| {
+                    format!("local.conf: physical key {cidr:?} is not a network/bits")
+                })?;
+                if let Some(id) = v["trustedPathId"].as_u64().filter(|id| *id != 0) {
+                    trusted_paths.push(TrustedPath {
+                        network,
+                        prefix,
+                        id,
+                    });
+                }
+                if let Some(m) = v["mtu"].as_u64().filter(|m| *m != 0) {
+                    mtu = Some((m as usize).clamp(1400, 10_324));
+                }
+            }
+        }
+        Ok(LocalConf {
+            raw,
+            primary_port,
+            bind,
+            trusted_paths,
+            mtu,
+        })
+    }
+
+    /// Writes `zerotier-one.port` and `zerotier-one.pid`.
+    pub(crate) fn write_runtime_files(&self, port: u16) -> Result<()> {
+        fsutil::write_atomic(
+            &self.path("zerotier-one.port"),
+            port.to_string().as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        fsutil::write_atomic(
+            &self.path("zerotier-one.pid"),
+            std::process::id().to_string().as_bytes(),
+            PUBLIC_MODE,
+        )
+    }
+
+    /// Removes the pid file at exit.
+    pub(crate) fn remove_pid_file(&self) {
+        let _ = fs::remove_file(self.path("zerotier-one.pid"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_identity_and_keeps_it() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        let id = h.identity().unwrap();
+        let again = h.identity().unwrap();
+        assert_eq!(id.private_key(), again.private_key(), "never regenerated");
+        let secret = fs::read_to_string(h.path("identity.secret")).unwrap();
+        assert_eq!(secret.len(), 270);
+        assert_eq!(
+            fs::read_to_string(h.path("identity.public")).unwrap().len(),
+            141
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(h.path("identity.secret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // a corrupt secret is an error and stays as it is
+        fs::write(h.path("identity.secret"), "garbage").unwrap();
+        assert!(h.identity().is_err());
+        assert_eq!(
+            fs::read_to_string(h.path("identity.secret")).unwrap(),
+            "garbage"
+        );
+    }
+
+    #[test]
+    fn planet_defaults_to_earth_and_custom_planets_win() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        assert_eq!(h.planet().unwrap().id, 149_604_618);
+        assert_eq!(
+            fs::read(h.path("planet")).unwrap(),
+            weft_proto::EARTH_PLANET
+        );
+        let mut custom = earth_planet();
+        custom.id = 0x1122334455;
+        fs::write(h.path("planet"), custom.to_bytes()).unwrap();
+        assert_eq!(h.planet().unwrap().id, 0x1122334455);
+    }
+
+    #[test]
+    fn local_conf_errors_name_the_field() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        assert!(h.local_conf().unwrap().primary_port.is_none());
+        fs::write(h.path("local.conf"), r#"{"settings":{"primaryPort":"x"}}"#).unwrap();
+        assert!(format!("{:#}", h.local_conf().unwrap_err()).contains("primaryPort"));
+        fs::write(h.path("local.conf"), "[1]").unwrap();
+        assert!(h.local_conf().is_err());
+        fs::write(h.path("local.conf"), r#"{"settings":{"primaryPort":9999,"bind":["10.0.0.1"]},"physical":{"10.0.0.0/8":{"trustedPathId":7,"mtu":1500}}}"#).unwrap();
+        let c = h.local_conf().unwrap();
+        assert_eq!(c.primary_port, Some(9999));
+        assert_eq!(c.bind, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.trusted_paths.len(), 1);
+        assert_eq!(c.mtu, Some(1500));
+    }
+}

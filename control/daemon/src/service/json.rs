@@ -1,0 +1,72 @@
+//! JSON views of the node in the shapes of ZeroTier One's local API (`/status`, `/peer`), so
+//! the status file today and the HTTP API later share them. spec: service.md §4.3, §4.5
+
+use serde_json::{Value, json};
+use weft_proto::{Node, PeerInfo, PeerRole, Timestamp};
+use weft_wire::inet::IpPort;
+
+/// One peer object.
+pub(crate) fn peer(p: &PeerInfo) -> Value {
+    let (maj, min, rev) = p.version.map_or((-1, -1, -1), |(_, a, b, c)| {
+        (i64::from(a), i64::from(b), i64::from(c))
+    });
+    let latency = p
+        .paths
+        .iter()
+        .find(|x| x.preferred)
+        .and_then(|x| x.latency)
+        .map_or(-1, i64::from);
+    let paths: Vec<Value> = p
+        .paths
+        .iter()
+        .map(|x| {
+            json!({
+                "active": true,
+                "address": IpPort(x.addr).to_string(),
+                "expired": false,
+                "lastReceive": x.last_receive,
+                "lastSend": x.last_send,
+                "localPort": 0,
+                "localSocket": x.local.0,
+                "preferred": x.preferred,
+                "trustedPathId": 0,
+            })
+        })
+        .collect();
+    json!({
+        "address": p.address.to_string(),
+        "isBonded": false,
+        "latency": latency,
+        "paths": paths,
+        "role": match p.role { PeerRole::Leaf => "LEAF", PeerRole::Moon => "MOON", PeerRole::Planet => "PLANET" },
+        "tunneled": false,
+        "version": format!("{maj}.{min}.{rev}"),
+        "versionMajor": maj,
+        "versionMinor": min,
+        "versionRev": rev,
+    })
+}
+
+/// The status object.
+pub(crate) fn status(
+    node: &Node,
+    now: Timestamp,
+    settings: Value,
+    version: (u8, u8, u16),
+) -> Value {
+    json!({
+        "address": node.address().to_string(),
+        "clock": now,
+        "config": { "settings": settings },
+        "online": node.is_online(),
+        "planetWorldId": node.planet().id,
+        "planetWorldTimestamp": node.planet().timestamp,
+        "publicIdentity": node.identity().to_string(),
+        "tcpFallbackActive": false,
+        "version": format!("{}.{}.{}", version.0, version.1, version.2),
+        "versionBuild": 0,
+        "versionMajor": version.0,
+        "versionMinor": version.1,
+        "versionRev": version.2,
+    })
+}

@@ -1,0 +1,330 @@
+//! The service loop: UDP sockets ↔ the protocol core, timers, persistence, status file.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rand_core::{OsRng, RngCore};
+use serde_json::Value;
+use tokio::net::UdpSocket;
+use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
+use weft_wire::inet::IpPort;
+
+use super::home::Home;
+use super::json;
+use crate::fsutil::{self, PUBLIC_MODE};
+
+/// The file the daemon rewrites every second with its status and peers.
+pub(crate) const STATUS_FILE: &str = "status.json";
+/// UDP receive/send buffer size asked for.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Timestamp)
+}
+
+fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("cannot bind UDP {addr}"))?;
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// Picks the port: local.conf, else the argument; 0 = random in 20000..65499 (256 tries).
+fn choose_port(requested: u16, ips: &[IpAddr]) -> Result<(u16, Vec<UdpSocket>)> {
+    let candidates: Vec<u16> = if requested == 0 {
+        (0..256)
+            .map(|_| 20_000 + (OsRng.next_u32() % 45_500) as u16)
+            .collect()
+    } else {
+        vec![requested]
+    };
+    let mut last = None;
+    for port in candidates {
+        let mut socks = Vec::new();
+        let mut ok = true;
+        for ip in ips {
+            match bind(SocketAddr::new(*ip, port)) {
+                Ok(s) => socks.push(s),
+                // IPv6 may be disabled on this host; IPv4 must work.
+                Err(e) if ip.is_ipv6() && ips.len() > 1 => last = Some(e),
+                Err(e) => {
+                    last = Some(e);
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && !socks.is_empty() {
+            return Ok((port, socks));
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no port could be bound")))
+}
+
+struct Service {
+    home: Home,
+    node: Node,
+    sockets: Vec<UdpSocket>,
+    settings: Value,
+    version: (u8, u8, u16),
+}
+
+impl Service {
+    fn socket_for(&self, t: &Transmit) -> Vec<usize> {
+        let family = |i: &usize| {
+            self.sockets[*i]
+                .local_addr()
+                .map(|a| a.is_ipv4() == t.to.is_ipv4())
+                .unwrap_or(false)
+        };
+        match t.local {
+            Some(LocalSocket(l)) if (l as usize) < self.sockets.len() && family(&(l as usize)) => {
+                vec![l as usize]
+            }
+            _ => {
+                let all: Vec<usize> = (0..self.sockets.len()).filter(family).collect();
+                if t.local.is_some() {
+                    all.into_iter().take(1).collect()
+                } else {
+                    all
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            for i in self.socket_for(&t) {
+                let s = &self.sockets[i];
+                if let Some(ttl) = t.ttl {
+                    let old = s.ttl().unwrap_or(64);
+                    let _ = s.set_ttl(u32::from(ttl));
+                    let _ = s.send_to(&t.data, t.to).await;
+                    let _ = s.set_ttl(old);
+                } else if let Err(e) = s.send_to(&t.data, t.to).await
+                    && e.kind() != std::io::ErrorKind::WouldBlock
+                {
+                    eprintln!("weft: send to {} failed: {e}", t.to);
+                }
+            }
+        }
+        while let Some(e) = self.node.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        let r = match &e {
+            Event::PlanetUpdated { bytes } => {
+                eprintln!("weft: planet updated");
+                self.home.save_planet(bytes)
+            }
+            Event::MoonUpdated { id, bytes } => {
+                eprintln!("weft: moon {id:016x} updated");
+                self.home.save_moon(*id, bytes)
+            }
+            Event::PeerEvicted { address, record } => self.home.save_peer(*address, record),
+            Event::Online(on) => {
+                eprintln!("weft: {}", if *on { "online" } else { "offline" });
+                Ok(())
+            }
+            Event::IdentityCollision { reported_by } => {
+                eprintln!(
+                    "weft: FATAL: root {reported_by} reports another node holds our address with a different key"
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = r {
+            eprintln!("weft: cannot persist state: {err:#}");
+        }
+    }
+
+    fn write_status(&self) {
+        let now = now_ms();
+        let mut settings = self.settings.clone();
+        if let Value::Object(m) = &mut settings {
+            let listening: Vec<String> = self
+                .sockets
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .map(|a| IpPort(a).to_string())
+                .collect();
+            m.insert("listeningOn".into(), listening.into());
+            let surface: Vec<String> = self
+                .node
+                .external_addresses()
+                .into_iter()
+                .map(|a| IpPort(a).to_string())
+                .collect();
+            m.insert("surfaceAddresses".into(), surface.into());
+            m.insert("homeDir".into(), self.home.dir.display().to_string().into());
+        }
+        let peers: Vec<Value> = self.node.peers(now).iter().map(json::peer).collect();
+        let doc = serde_json::json!({
+            "status": json::status(&self.node, now, settings, self.version),
+            "peers": peers,
+        });
+        let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        if let Err(e) = fsutil::write_atomic(&self.home.path(STATUS_FILE), &text, PUBLIC_MODE) {
+            eprintln!("weft: cannot write status: {e:#}");
+        }
+    }
+
+    fn save_peer_cache(&self) {
+        for (a, rec) in self.node.peer_cache_records() {
+            if let Err(e) = self.home.save_peer(a, &rec) {
+                eprintln!("weft: cannot save peer {a}: {e:#}");
+            }
+        }
+    }
+}
+
+/// Why the loop woke up.
+enum Wake {
+    Datagram(usize, std::io::Result<(usize, SocketAddr)>),
+    Timer,
+    Status,
+    Stop,
+}
+
+async fn recv(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    s.recv_from(buf).await
+}
+
+/// Waits for the first datagram on any socket.
+async fn recv_any(
+    sockets: &[UdpSocket],
+    bufs: &mut [Vec<u8>],
+) -> (usize, std::io::Result<(usize, SocketAddr)>) {
+    let mut futs: Vec<_> = sockets
+        .iter()
+        .zip(bufs.iter_mut())
+        .enumerate()
+        .map(|(i, (s, b))| Box::pin(async move { (i, recv(s, b).await) }))
+        .collect();
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
+    let home = Home::open(&home_dir)?;
+    let conf = home.local_conf()?;
+    let identity = home.identity()?;
+    let planet = home.planet()?;
+    let mut config = NodeConfig::new(planet);
+    config.moons = home.moons();
+    config.trusted_paths = conf.trusted_paths.clone();
+    if let Some(m) = conf.mtu {
+        config.physical_mtu = m;
+    }
+    let version = config.version;
+    let ips: Vec<IpAddr> = if conf.bind.is_empty() {
+        vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ]
+    } else {
+        conf.bind.clone()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (port, sockets) = choose_port(conf.primary_port.unwrap_or(port_arg), &ips)?;
+        home.write_runtime_files(port)?;
+        let now = now_ms();
+        let mut node = Node::new(identity, config, now, &mut OsRng);
+        for p in home.cached_peers() {
+            node.add_cached_peer(p);
+        }
+        let mut settings = conf
+            .raw
+            .get("settings")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let Value::Object(m) = &mut settings {
+            m.insert("primaryPort".into(), port.into());
+            m.insert("allowTcpFallbackRelay".into(), false.into());
+            m.insert("forceTcpRelay".into(), false.into());
+            m.insert("portMappingEnabled".into(), false.into());
+        }
+        eprintln!(
+            "weft: {} listening on UDP port {port} ({} socket(s)), planet {:#x}",
+            node.address(),
+            sockets.len(),
+            node.planet().id
+        );
+        let mut svc = Service {
+            home,
+            node,
+            sockets,
+            settings,
+            version,
+        };
+        let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            svc.flush().await;
+            let wait = (svc.node.poll_timeout() - now_ms()).clamp(0, 60_000) as u64;
+            let wake = tokio::select! {
+                (i, r) = recv_any(&svc.sockets, &mut bufs) => Wake::Datagram(i, r),
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => Wake::Timer,
+                _ = status_tick.tick() => Wake::Status,
+                _ = tokio::signal::ctrl_c() => Wake::Stop,
+                _ = sigterm.recv() => Wake::Stop,
+            };
+            match wake {
+                Wake::Datagram(i, Ok((n, from))) => {
+                    let from = match from {
+                        SocketAddr::V6(v6) => v6
+                            .ip()
+                            .to_ipv4_mapped()
+                            .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
+                        v4 => v4,
+                    };
+                    svc.node
+                        .handle_datagram(now_ms(), LocalSocket(i as u32), from, &bufs[i][..n]);
+                }
+                Wake::Datagram(_, Err(e)) => eprintln!("weft: receive error: {e}"),
+                Wake::Timer => svc.node.handle_timeout(now_ms()),
+                Wake::Status => svc.write_status(),
+                Wake::Stop => break,
+            }
+        }
+        eprintln!("weft: shutting down");
+        svc.flush().await;
+        svc.save_peer_cache();
+        svc.write_status();
+        svc.home.remove_pid_file();
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
