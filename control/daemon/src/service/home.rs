@@ -252,6 +252,33 @@ impl Home {
         })
     }
 
+    /// Reads `authtoken.secret` (trimmed), creating it on first start: 24 characters from
+    /// `[a-z0-9]`, mode 0600. spec: service.md §2
+    pub(crate) fn auth_token(&self) -> Result<String> {
+        let p = self.path("authtoken.secret");
+        if let Ok(t) = fs::read_to_string(&p) {
+            fsutil::chmod(&p, SECRET_MODE)?;
+            let t = t.trim().to_string();
+            if !t.is_empty() {
+                return Ok(t);
+            }
+        }
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let token: String = (0..24)
+            .map(|_| {
+                // 252 = 7 × 36: rejection sampling keeps the draw uniform.
+                loop {
+                    let b = (rand_core::RngCore::next_u32(&mut OsRng) & 0xff) as u8;
+                    if b < 252 {
+                        return char::from(ALPHABET[usize::from(b % 36)]);
+                    }
+                }
+            })
+            .collect();
+        fsutil::write_atomic(&p, token.as_bytes(), SECRET_MODE)?;
+        Ok(token)
+    }
+
     /// Writes `zerotier-one.port` and `zerotier-one.pid`.
     pub(crate) fn write_runtime_files(&self, port: u16) -> Result<()> {
         fsutil::write_atomic(

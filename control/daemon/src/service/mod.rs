@@ -3,6 +3,7 @@
 //! the peer cache in the home folder, and publishes its state to `<home>/status.json`.
 //! spec: vl1.md §0.1, §7.5, §8.14; service.md §1–§3
 
+mod api;
 mod home;
 mod json;
 mod run;

@@ -13,12 +13,16 @@ use tokio::net::UdpSocket;
 use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
 use weft_wire::inet::IpPort;
 
+use super::api::ApiRequest;
 use super::home::Home;
 use super::json;
 use crate::fsutil::{self, PUBLIC_MODE};
 
 /// The file the daemon rewrites every second with its status and peers.
 pub(crate) const STATUS_FILE: &str = "status.json";
+/// USER_MESSAGE type used by `POST /unstable/ping` ("weft" + 1; above the range reserved for
+/// ZeroTier, Inc.).
+const PING_MESSAGE_TYPE: u64 = 0x7765_6674_0000_0001;
 /// UDP receive/send buffer size asked for.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -158,8 +162,7 @@ impl Service {
         }
     }
 
-    fn write_status(&self) {
-        let now = now_ms();
+    fn status_value(&self, now: Timestamp) -> Value {
         let mut settings = self.settings.clone();
         if let Value::Object(m) = &mut settings {
             let listening: Vec<String> = self
@@ -178,14 +181,46 @@ impl Service {
             m.insert("surfaceAddresses".into(), surface.into());
             m.insert("homeDir".into(), self.home.dir.display().to_string().into());
         }
-        let peers: Vec<Value> = self.node.peers(now).iter().map(json::peer).collect();
+        json::status(&self.node, now, settings, self.version)
+    }
+
+    fn peers_value(&self, now: Timestamp) -> Value {
+        Value::Array(self.node.peers(now).iter().map(json::peer).collect())
+    }
+
+    fn write_status(&self) {
+        let now = now_ms();
         let doc = serde_json::json!({
-            "status": json::status(&self.node, now, settings, self.version),
-            "peers": peers,
+            "status": self.status_value(now),
+            "peers": self.peers_value(now),
         });
         let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = fsutil::write_atomic(&self.home.path(STATUS_FILE), &text, PUBLIC_MODE) {
             eprintln!("weft: cannot write status: {e:#}");
+        }
+    }
+
+    fn on_api(&mut self, req: ApiRequest) {
+        let now = now_ms();
+        match req {
+            ApiRequest::Status(tx) => {
+                let _ = tx.send(self.status_value(now));
+            }
+            ApiRequest::Peers(None, tx) => {
+                let _ = tx.send(self.peers_value(now));
+            }
+            ApiRequest::Peers(Some(a), tx) => {
+                let _ = tx.send(
+                    self.node
+                        .peer(a, now)
+                        .map_or(Value::Null, |p| json::peer(&p)),
+                );
+            }
+            ApiRequest::Ping(a, tx) => {
+                self.node
+                    .send_user_message(now, a, PING_MESSAGE_TYPE, b"weft ping");
+                let _ = tx.send(serde_json::json!({ "address": a.to_string(), "sent": true }));
+            }
         }
     }
 
@@ -203,6 +238,7 @@ enum Wake {
     Datagram(usize, std::io::Result<(usize, SocketAddr)>),
     Timer,
     Status,
+    Api(ApiRequest),
     Stop,
 }
 
@@ -258,6 +294,9 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
     rt.block_on(async move {
         let (port, sockets) = choose_port(conf.primary_port.unwrap_or(port_arg), &ips)?;
         home.write_runtime_files(port)?;
+        let token = home.auth_token()?;
+        let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
+        let api_addrs = super::api::serve(port, token, api_tx).await?;
         let now = now_ms();
         let mut node = Node::new(identity, config, now, &mut OsRng);
         for p in home.cached_peers() {
@@ -275,9 +314,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             m.insert("portMappingEnabled".into(), false.into());
         }
         eprintln!(
-            "weft: {} listening on UDP port {port} ({} socket(s)), planet {:#x}",
+            "weft: {} listening on UDP port {port} ({} socket(s)), API on {:?}, planet {:#x}",
             node.address(),
             sockets.len(),
+            api_addrs,
             node.planet().id
         );
         let mut svc = Service {
@@ -298,6 +338,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 (i, r) = recv_any(&svc.sockets, &mut bufs) => Wake::Datagram(i, r),
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => Wake::Timer,
                 _ = status_tick.tick() => Wake::Status,
+                Some(req) = api_rx.recv() => Wake::Api(req),
                 _ = tokio::signal::ctrl_c() => Wake::Stop,
                 _ = sigterm.recv() => Wake::Stop,
             };
@@ -316,6 +357,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 Wake::Datagram(_, Err(e)) => eprintln!("weft: receive error: {e}"),
                 Wake::Timer => svc.node.handle_timeout(now_ms()),
                 Wake::Status => svc.write_status(),
+                Wake::Api(req) => svc.on_api(req),
                 Wake::Stop => break,
             }
         }

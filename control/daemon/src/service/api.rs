@@ -1,0 +1,308 @@
+//! The local HTTP JSON API on 127.0.0.1 (same port number as the UDP port), compatible with
+//! ZeroTier One's for the parts that exist so far: `/status`, `/peer`, `/peer/<address>`; plus
+//! `POST /unstable/ping/<address>` (weft: send a USER_MESSAGE through the normal send path).
+//! Auth with `authtoken.secret` through `X-ZT1-Auth`, `Authorization: Bearer` or `?auth=`.
+//! spec: service.md §4.1, §4.2, §4.3, §4.5
+//!
+//! Handlers never touch the node: they send a request to the service loop, which owns it, and
+//! wait for the answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use weft_wire::Address;
+
+/// A request from the API to the service loop.
+#[derive(Debug)]
+pub(crate) enum ApiRequest {
+    /// `/status`.
+    Status(oneshot::Sender<Value>),
+    /// `/peer` (all) or `/peer/<address>` (one; `Value::Null` if unknown).
+    Peers(Option<Address>, oneshot::Sender<Value>),
+    /// Send a USER_MESSAGE to the peer.
+    Ping(Address, oneshot::Sender<Value>),
+}
+
+#[derive(Clone)]
+struct Ctx {
+    token: Arc<String>,
+    tx: mpsc::Sender<ApiRequest>,
+}
+
+fn authorized(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    let token = ctx.token.as_str();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    header("x-zt1-auth") == Some(token)
+        || header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            == Some(token)
+        || query.get("auth").map(String::as_str) == Some(token)
+}
+
+/// Why a request failed; each maps to a status code and a JSON body naming the problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiError {
+    Unauthorized,
+    BadAddress,
+    NotFound(&'static str),
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication required"),
+            ApiError::BadAddress => (
+                StatusCode::BAD_REQUEST,
+                "address: expected 10 hex digits (not reserved)",
+            ),
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service is shutting down"),
+        };
+        (code, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+type Q = Query<std::collections::HashMap<String, String>>;
+
+fn check(ctx: &Ctx, headers: &HeaderMap, q: &Q) -> Result<(), ApiError> {
+    if authorized(ctx, headers, &q.0) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+async fn ask(
+    ctx: &Ctx,
+    make: impl FnOnce(oneshot::Sender<Value>) -> ApiRequest,
+) -> Result<Value, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    ctx.tx
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    rx.await.map_err(|_| ApiError::Unavailable)
+}
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    s.parse::<Address>()
+        .ok()
+        .filter(|a| !a.is_reserved())
+        .ok_or(ApiError::BadAddress)
+}
+
+async fn status(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    Ok(Json(ask(&ctx, ApiRequest::Status).await?))
+}
+
+async fn peers(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Peers(None, tx)).await?))
+}
+
+async fn peer(
+    State(ctx): State<Ctx>,
+    Path(addr): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    let a = parse_address(&addr)?;
+    match ask(&ctx, |tx| ApiRequest::Peers(Some(a), tx)).await? {
+        Value::Null => Err(ApiError::NotFound("peer not known")),
+        v => Ok(Json(v)),
+    }
+}
+
+async fn ping(
+    State(ctx): State<Ctx>,
+    Path(addr): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    let a = parse_address(&addr)?;
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Ping(a, tx)).await?))
+}
+
+/// The router.
+pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
+    let ctx = Ctx {
+        token: Arc::new(token),
+        tx,
+    };
+    Router::new()
+        .route("/status", get(status))
+        .route("/peer", get(peers))
+        .route("/peer/{addr}", get(peer))
+        .route("/unstable/ping/{addr}", post(ping))
+        .fallback(|| async { ApiError::NotFound("not found") })
+        .with_state(ctx)
+}
+
+/// Binds the API on loopback (IPv4, and IPv6 when available) and serves it in the background.
+pub(crate) async fn serve(
+    port: u16,
+    token: String,
+    tx: mpsc::Sender<ApiRequest>,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let app = router(token, tx);
+    let mut bound = Vec::new();
+    for addr in [
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ] {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                bound.push(addr);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, app).await {
+                        eprintln!("weft: API server on {addr} stopped: {e}");
+                    }
+                });
+            }
+            Err(e) if addr.is_ipv6() => eprintln!("weft: API not on {addr}: {e}"),
+            Err(e) => return Err(anyhow::anyhow!("cannot bind the local API on {addr}: {e}")),
+        }
+    }
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A stand-in for the service loop that answers every request.
+    fn app() -> (Router, tokio::task::JoinHandle<Vec<String>>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let loop_task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(req) = rx.recv().await {
+                match req {
+                    ApiRequest::Status(tx) => {
+                        seen.push("status".to_string());
+                        let _ = tx.send(json!({"address": "0123456789"}));
+                    }
+                    ApiRequest::Peers(None, tx) => {
+                        seen.push("peers".to_string());
+                        let _ = tx.send(json!([]));
+                    }
+                    ApiRequest::Peers(Some(a), tx) => {
+                        seen.push(format!("peer {a}"));
+                        let _ = tx.send(Value::Null);
+                    }
+                    ApiRequest::Ping(a, tx) => {
+                        seen.push(format!("ping {a}"));
+                        let _ = tx.send(json!({"sent": true}));
+                    }
+                }
+            }
+            seen
+        });
+        (router("tok".into(), tx), loop_task)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        header: Option<(&str, &str)>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some((k, v)) = header {
+            b = b.header(k, v);
+        }
+        let resp = app
+            .clone()
+            .oneshot(b.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn auth_routes_and_errors() {
+        let (app, task) = app();
+        assert_eq!(
+            call(&app, "GET", "/status", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&app, "GET", "/status", Some(("X-ZT1-Auth", "wrong")))
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (code, v) = call(&app, "GET", "/status", Some(("X-ZT1-Auth", "tok"))).await;
+        assert_eq!(
+            (code, v["address"].as_str()),
+            (StatusCode::OK, Some("0123456789"))
+        );
+        assert_eq!(
+            call(&app, "GET", "/peer", Some(("Authorization", "Bearer tok")))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "GET", "/peer/0123456789?auth=tok", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (code, v) = call(&app, "GET", "/peer/xyz?auth=tok", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().contains("address"));
+        assert_eq!(
+            call(&app, "POST", "/unstable/ping/ff00000000?auth=tok", None)
+                .await
+                .0,
+            StatusCode::BAD_REQUEST,
+            "reserved"
+        );
+        assert_eq!(
+            call(&app, "POST", "/unstable/ping/0123456789?auth=tok", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "GET", "/nope?auth=tok", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        drop(app);
+        let seen = task.await.unwrap();
+        assert_eq!(
+            seen,
+            ["status", "peers", "peer 0123456789", "ping 0123456789"]
+        );
+    }
+}
