@@ -2,6 +2,7 @@
 //! (`weft idtool …`) and a TCP fallback relay (`weft tcp-relay`); invoked under a name containing
 //! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
+mod cli;
 mod fsutil;
 mod idtool;
 mod service;
@@ -21,6 +22,9 @@ use clap::{Parser, Subcommand};
     about = "weft: a ZeroTier One 1.14 compatible node"
 )]
 struct Cli {
+    /// Options of the client commands (before the command, like zerotier-cli's switches).
+    #[command(flatten)]
+    client: cli::ClientOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run the node (VL1 service): joins the planet, keeps peers and paths, relays if a root.
     Daemon(service::DaemonArgs),
+    /// Talk to a running node (zerotier-cli's info, listpeers, peers, listmoons, orbit, deorbit).
+    #[command(flatten)]
+    Client(cli::ClientCommand),
     /// Identity, signature, moon and planet tool (compatible with `zerotier-idtool`).
     Idtool(idtool::IdtoolArgs),
     /// TCP fallback relay for nodes whose UDP is blocked (like the one at 204.80.128.1:443).
@@ -56,11 +63,15 @@ fn main() -> ExitCode {
             let cli = idtool::IdtoolCli::parse_from(&args);
             idtool::run(cli.command)
         }
-        _ => match Cli::parse_from(&args).command {
-            Command::Daemon(a) => service::run(a),
-            Command::Idtool(a) => idtool::run(a.command),
-            Command::TcpRelay(a) => tcp_relay::run(a),
-        },
+        _ => {
+            let cli = Cli::parse_from(&args);
+            match cli.command {
+                Command::Daemon(a) => service::run(a),
+                Command::Client(c) => cli::run(cli.client, c),
+                Command::Idtool(a) => idtool::run(a.command),
+                Command::TcpRelay(a) => tcp_relay::run(a),
+            }
+        }
     };
     match result {
         Ok(code) => code,

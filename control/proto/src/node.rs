@@ -243,6 +243,11 @@ impl Node {
         &self.moons
     }
 
+    /// Moons orbited by seed and not received yet: (world id, seed).
+    pub fn moon_seeds(&self) -> &[(u64, Address)] {
+        &self.moon_seeds
+    }
+
     /// Whether the node is online. spec: vl1.md §8.8 step 5
     pub fn is_online(&self) -> bool {
         self.online

@@ -28,6 +28,12 @@ pub(crate) enum ApiRequest {
     Peers(Option<Address>, oneshot::Sender<Value>),
     /// Send a USER_MESSAGE to the peer.
     Ping(Address, oneshot::Sender<Value>),
+    /// `/moon` (all) or `/moon/<id>` (one; `Value::Null` if not orbited).
+    Moons(Option<u64>, oneshot::Sender<Value>),
+    /// `POST /moon/<id>` with a seed (0 = none).
+    Orbit(u64, Address, oneshot::Sender<Value>),
+    /// `DELETE /moon/<id>`.
+    Deorbit(u64, oneshot::Sender<Value>),
 }
 
 #[derive(Clone)]
@@ -61,6 +67,8 @@ fn authorized(
 enum ApiError {
     Unauthorized,
     BadAddress,
+    BadWorldId,
+    BadSeed,
     NotFound(&'static str),
     Unavailable,
 }
@@ -72,6 +80,11 @@ impl IntoResponse for ApiError {
             ApiError::BadAddress => (
                 StatusCode::BAD_REQUEST,
                 "address: expected 10 hex digits (not reserved)",
+            ),
+            ApiError::BadWorldId => (StatusCode::BAD_REQUEST, "id: expected a world id in hex"),
+            ApiError::BadSeed => (
+                StatusCode::BAD_REQUEST,
+                "seed: expected a 10-hex-digit address",
             ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service is shutting down"),
@@ -145,6 +158,62 @@ async fn ping(
     Ok(Json(ask(&ctx, |tx| ApiRequest::Ping(a, tx)).await?))
 }
 
+fn parse_world_id(s: &str) -> Result<u64, ApiError> {
+    u64::from_str_radix(s, 16).map_err(|_| ApiError::BadWorldId)
+}
+
+async fn moons(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Moons(None, tx)).await?))
+}
+
+async fn moon(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    let id = parse_world_id(&id)?;
+    match ask(&ctx, |tx| ApiRequest::Moons(Some(id), tx)).await? {
+        Value::Null => Err(ApiError::NotFound("moon not orbited")),
+        v => Ok(Json(v)),
+    }
+}
+
+/// `POST /moon/<id>` with `{"seed": "<address>"}` (any other body means no seed).
+/// spec: service.md §4.6
+async fn orbit(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    let id = parse_world_id(&id)?;
+    let seed = match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("seed").cloned())
+    {
+        None | Some(Value::Null) => Address::default(),
+        Some(Value::String(s)) => s.parse::<Address>().map_err(|_| ApiError::BadSeed)?,
+        Some(_) => return Err(ApiError::BadSeed),
+    };
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Orbit(id, seed, tx)).await?))
+}
+
+async fn deorbit(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult {
+    check(&ctx, &headers, &q)?;
+    let id = parse_world_id(&id)?;
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Deorbit(id, tx)).await?))
+}
+
 /// The router.
 pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
     let ctx = Ctx {
@@ -156,6 +225,8 @@ pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
         .route("/peer", get(peers))
         .route("/peer/{addr}", get(peer))
         .route("/unstable/ping/{addr}", post(ping))
+        .route("/moon", get(moons))
+        .route("/moon/{id}", get(moon).post(orbit).delete(deorbit))
         .fallback(|| async { ApiError::NotFound("not found") })
         .with_state(ctx)
 }
@@ -220,6 +291,18 @@ mod tests {
                         seen.push(format!("ping {a}"));
                         let _ = tx.send(json!({"sent": true}));
                     }
+                    ApiRequest::Moons(id, tx) => {
+                        seen.push(format!("moons {id:?}"));
+                        let _ = tx.send(if id.is_some() { Value::Null } else { json!([]) });
+                    }
+                    ApiRequest::Orbit(id, seed, tx) => {
+                        seen.push(format!("orbit {id:x} {seed}"));
+                        let _ = tx.send(json!({}));
+                    }
+                    ApiRequest::Deorbit(id, tx) => {
+                        seen.push(format!("deorbit {id:x}"));
+                        let _ = tx.send(json!({}));
+                    }
                 }
             }
             seen
@@ -242,6 +325,21 @@ mod tests {
             .oneshot(b.body(Body::empty()).unwrap())
             .await
             .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn call_body(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         (
@@ -298,11 +396,48 @@ mod tests {
             call(&app, "GET", "/nope?auth=tok", None).await.0,
             StatusCode::NOT_FOUND
         );
+        assert_eq!(
+            call(&app, "GET", "/moon?auth=tok", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "GET", "/moon/9cbc6fc098?auth=tok", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&app, "GET", "/moon/xyz?auth=tok", None).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        let body = r#"{"seed":"9cbc6fc098"}"#;
+        assert_eq!(
+            call_body(&app, "POST", "/moon/9cbc6fc098?auth=tok", body)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (code, v) = call_body(&app, "POST", "/moon/9cbc6fc098?auth=tok", r#"{"seed":7}"#).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().starts_with("seed"));
+        assert_eq!(
+            call(&app, "DELETE", "/moon/9cbc6fc098?auth=tok", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
         drop(app);
         let seen = task.await.unwrap();
         assert_eq!(
             seen,
-            ["status", "peers", "peer 0123456789", "ping 0123456789"]
+            [
+                "status",
+                "peers",
+                "peer 0123456789",
+                "ping 0123456789",
+                "moons None",
+                "moons Some(673176338584)",
+                "orbit 9cbc6fc098 9cbc6fc098",
+                "deorbit 9cbc6fc098"
+            ]
         );
     }
 }

@@ -152,6 +152,14 @@ impl Home {
         )
     }
 
+    /// Removes a moon file (deorbit); absent is fine.
+    pub(crate) fn remove_moon(&self, id: u64) -> Result<()> {
+        match fs::remove_file(self.path(&format!("moons.d/{id:016x}.moon"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads the peer cache, removing files older than 30 days.
     pub(crate) fn cached_peers(&self) -> Vec<CachedPeer> {
         let mut v = Vec::new();

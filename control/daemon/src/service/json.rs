@@ -70,3 +70,30 @@ pub(crate) fn status(
         "versionRev": version.2,
     })
 }
+
+/// A moon object. spec: service.md §4.6
+pub(crate) fn moon(w: &weft_wire::World, waiting: bool) -> Value {
+    let roots: Vec<Value> = w
+        .roots
+        .iter()
+        .map(|r| {
+            json!({
+                "identity": r.identity.to_string(),
+                "stableEndpoints": r.stable_endpoints.iter().map(|e| IpPort(*e).to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "id": format!("{:016x}", w.id),
+        "roots": roots,
+        "signature": hex::encode(w.signature),
+        "timestamp": w.timestamp,
+        "updatesMustBeSignedBy": hex::encode(w.updates_must_be_signed_by),
+        "waiting": waiting,
+    })
+}
+
+/// A moon being fetched from its seed.
+pub(crate) fn waiting_moon(id: u64) -> Value {
+    json!({"id": format!("{id:016x}"), "roots": [], "signature": null, "timestamp": 0, "updatesMustBeSignedBy": null, "waiting": true})
+}

@@ -11,6 +11,7 @@ use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
+use weft_wire::Address;
 use weft_wire::inet::IpPort;
 
 use super::api::ApiRequest;
@@ -200,6 +201,34 @@ impl Service {
         }
     }
 
+    fn moon_value(&self, id: u64) -> Value {
+        if let Some(m) = self.node.moons().iter().find(|m| m.id == id) {
+            json::moon(m, false)
+        } else if self.node.moon_seeds().iter().any(|(x, _)| *x == id) {
+            json::waiting_moon(id)
+        } else {
+            Value::Null
+        }
+    }
+
+    /// Orbit: a moon file in `moons.d/` is loaded as it is; otherwise a non-zero seed is
+    /// remembered and the moon fetched from it. spec: vl1.md §7.6, service.md §4.6
+    fn orbit(&mut self, now: Timestamp, id: u64, seed: Address) -> Value {
+        let existing = self.moon_value(id);
+        if !existing.is_null() {
+            return existing;
+        }
+        if let Some(m) = self.home.moons().into_iter().find(|m| m.id == id) {
+            self.node.add_moon(now, m);
+            return self.moon_value(id);
+        }
+        if id == 0 || seed.to_u64() == 0 {
+            return serde_json::json!({});
+        }
+        self.node.orbit(now, id, seed);
+        json::waiting_moon(id)
+    }
+
     fn on_api(&mut self, req: ApiRequest) {
         let now = now_ms();
         match req {
@@ -215,6 +244,34 @@ impl Service {
                         .peer(a, now)
                         .map_or(Value::Null, |p| json::peer(&p)),
                 );
+            }
+            ApiRequest::Moons(None, tx) => {
+                let mut v: Vec<Value> = self
+                    .node
+                    .moons()
+                    .iter()
+                    .map(|m| json::moon(m, false))
+                    .collect();
+                v.extend(
+                    self.node
+                        .moon_seeds()
+                        .iter()
+                        .map(|(id, _)| json::waiting_moon(*id)),
+                );
+                let _ = tx.send(Value::Array(v));
+            }
+            ApiRequest::Moons(Some(id), tx) => {
+                let _ = tx.send(self.moon_value(id));
+            }
+            ApiRequest::Orbit(id, seed, tx) => {
+                let _ = tx.send(self.orbit(now, id, seed));
+            }
+            ApiRequest::Deorbit(id, tx) => {
+                self.node.deorbit(id);
+                if let Err(e) = self.home.remove_moon(id) {
+                    eprintln!("weft: cannot remove moon {id:016x}: {e:#}");
+                }
+                let _ = tx.send(serde_json::json!({}));
             }
             ApiRequest::Ping(a, tx) => {
                 self.node
