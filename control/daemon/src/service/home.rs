@@ -19,7 +19,7 @@ use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
 const PEER_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// The parts of `local.conf` the VL1 service uses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct LocalConf {
     /// The whole document (echoed in status).
     pub(crate) raw: Value,
@@ -27,6 +27,35 @@ pub(crate) struct LocalConf {
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) trusted_paths: Vec<TrustedPath>,
     pub(crate) mtu: Option<usize>,
+    pub(crate) allow_tcp_fallback: bool,
+    pub(crate) force_tcp_relay: bool,
+    pub(crate) tcp_fallback_relay: std::net::SocketAddr,
+}
+
+/// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
+const DEFAULT_TCP_RELAY: ([u8; 4], u16) = ([204, 80, 128, 1], 443);
+
+impl Default for LocalConf {
+    fn default() -> Self {
+        LocalConf {
+            raw: Value::Object(Default::default()),
+            primary_port: None,
+            bind: Vec::new(),
+            trusted_paths: Vec::new(),
+            mtu: None,
+            allow_tcp_fallback: true,
+            force_tcp_relay: false,
+            tcp_fallback_relay: std::net::SocketAddr::from(DEFAULT_TCP_RELAY),
+        }
+    }
+}
+
+fn bool_setting(settings: &Value, key: &str, default: bool) -> Result<bool> {
+    match &settings[key] {
+        Value::Null => Ok(default),
+        Value::Bool(b) => Ok(*b),
+        _ => bail!("local.conf: settings.{key} must be true or false"),
+    }
 }
 
 /// An opened home folder.
@@ -204,10 +233,7 @@ impl Home {
     pub(crate) fn local_conf(&self) -> Result<LocalConf> {
         let p = self.path("local.conf");
         let Ok(text) = fs::read_to_string(&p) else {
-            return Ok(LocalConf {
-                raw: Value::Object(Default::default()),
-                ..Default::default()
-            });
+            return Ok(LocalConf::default());
         };
         let raw: Value = serde_json::from_str(&text)
             .with_context(|| format!("unable to parse local.conf ({})", p.display()))?;
@@ -251,12 +277,25 @@ impl Home {
                 }
             }
         }
+        let allow_tcp_fallback = bool_setting(settings, "allowTcpFallbackRelay", true)?;
+        let force_tcp_relay = bool_setting(settings, "forceTcpRelay", false)?;
+        let tcp_fallback_relay = match &settings["tcpFallbackRelay"] {
+            Value::Null => std::net::SocketAddr::from(DEFAULT_TCP_RELAY),
+            v => v
+                .as_str()
+                .and_then(|s| s.parse::<weft_wire::inet::IpPort>().ok())
+                .map(|p| p.0)
+                .context("local.conf: settings.tcpFallbackRelay must be \"ip/port\"")?,
+        };
         Ok(LocalConf {
             raw,
             primary_port,
             bind,
             trusted_paths,
             mtu,
+            allow_tcp_fallback,
+            force_tcp_relay,
+            tcp_fallback_relay,
         })
     }
 

@@ -6,7 +6,7 @@ use weft_proto::{Node, PeerInfo, PeerRole, Timestamp};
 use weft_wire::inet::IpPort;
 
 /// One peer object.
-pub(crate) fn peer(p: &PeerInfo) -> Value {
+pub(crate) fn peer(p: &PeerInfo, tunneled: bool) -> Value {
     let (maj, min, rev) = p.version.map_or((-1, -1, -1), |(_, a, b, c)| {
         (i64::from(a), i64::from(b), i64::from(c))
     });
@@ -39,7 +39,7 @@ pub(crate) fn peer(p: &PeerInfo) -> Value {
         "latency": latency,
         "paths": paths,
         "role": match p.role { PeerRole::Leaf => "LEAF", PeerRole::Moon => "MOON", PeerRole::Planet => "PLANET" },
-        "tunneled": false,
+        "tunneled": tunneled,
         "version": format!("{maj}.{min}.{rev}"),
         "versionMajor": maj,
         "versionMinor": min,
@@ -53,6 +53,7 @@ pub(crate) fn status(
     now: Timestamp,
     settings: Value,
     version: (u8, u8, u16),
+    tunneled: bool,
 ) -> Value {
     json!({
         "address": node.address().to_string(),
@@ -62,7 +63,7 @@ pub(crate) fn status(
         "planetWorldId": node.planet().id,
         "planetWorldTimestamp": node.planet().timestamp,
         "publicIdentity": node.identity().to_string(),
-        "tcpFallbackActive": false,
+        "tcpFallbackActive": tunneled,
         "version": format!("{}.{}.{}", version.0, version.1, version.2),
         "versionBuild": 0,
         "versionMajor": version.0,

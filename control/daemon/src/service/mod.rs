@@ -7,6 +7,7 @@ mod api;
 mod home;
 mod json;
 mod run;
+mod tcp_fallback;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

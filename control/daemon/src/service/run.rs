@@ -17,6 +17,7 @@ use weft_wire::inet::IpPort;
 use super::api::ApiRequest;
 use super::home::Home;
 use super::json;
+use super::tcp_fallback::{FallbackConfig, TUNNEL_SOCKET, TcpFallback};
 use crate::fsutil::{self, PUBLIC_MODE};
 
 /// The file the daemon rewrites every second with its status and peers.
@@ -89,6 +90,7 @@ struct Service {
     sockets: Vec<UdpSocket>,
     settings: Value,
     version: (u8, u8, u16),
+    fallback: TcpFallback,
 }
 
 impl Service {
@@ -116,6 +118,9 @@ impl Service {
 
     async fn flush(&mut self) {
         while let Some(t) = self.node.poll_transmit() {
+            if !self.fallback.route(t.local, t.to, &t.data) {
+                continue;
+            }
             for i in self.socket_for(&t) {
                 let s = &self.sockets[i];
                 if let Some(ttl) = t.ttl {
@@ -182,11 +187,24 @@ impl Service {
             m.insert("surfaceAddresses".into(), surface.into());
             m.insert("homeDir".into(), self.home.dir.display().to_string().into());
         }
-        json::status(&self.node, now, settings, self.version)
+        json::status(
+            &self.node,
+            now,
+            settings,
+            self.version,
+            self.fallback.active(),
+        )
     }
 
     fn peers_value(&self, now: Timestamp) -> Value {
-        Value::Array(self.node.peers(now).iter().map(json::peer).collect())
+        let tunneled = self.fallback.active();
+        Value::Array(
+            self.node
+                .peers(now)
+                .iter()
+                .map(|p| json::peer(p, tunneled))
+                .collect(),
+        )
     }
 
     fn write_status(&self) {
@@ -242,7 +260,7 @@ impl Service {
                 let _ = tx.send(
                     self.node
                         .peer(a, now)
-                        .map_or(Value::Null, |p| json::peer(&p)),
+                        .map_or(Value::Null, |p| json::peer(&p, self.fallback.active())),
                 );
             }
             ApiRequest::Moons(None, tx) => {
@@ -296,6 +314,7 @@ enum Wake {
     Timer,
     Status,
     Api(ApiRequest),
+    Tunnel(SocketAddr, Vec<u8>),
     Stop,
 }
 
@@ -366,8 +385,15 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             .unwrap_or_else(|| Value::Object(Default::default()));
         if let Value::Object(m) = &mut settings {
             m.insert("primaryPort".into(), port.into());
-            m.insert("allowTcpFallbackRelay".into(), false.into());
-            m.insert("forceTcpRelay".into(), false.into());
+            m.insert(
+                "allowTcpFallbackRelay".into(),
+                conf.allow_tcp_fallback.into(),
+            );
+            m.insert("forceTcpRelay".into(), conf.force_tcp_relay.into());
+            m.insert(
+                "tcpFallbackRelay".into(),
+                IpPort(conf.tcp_fallback_relay).to_string().into(),
+            );
             m.insert("portMappingEnabled".into(), false.into());
         }
         eprintln!(
@@ -377,12 +403,23 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             api_addrs,
             node.planet().id
         );
+        let (tunnel_tx, mut tunnel_rx) = tokio::sync::mpsc::channel(256);
+        let fallback = TcpFallback::new(
+            FallbackConfig {
+                relay: conf.tcp_fallback_relay,
+                allowed: conf.allow_tcp_fallback,
+                forced: conf.force_tcp_relay,
+            },
+            tunnel_tx,
+            version,
+        );
         let mut svc = Service {
             home,
             node,
             sockets,
             settings,
             version,
+            fallback,
         };
         let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
         let mut sigterm =
@@ -396,6 +433,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => Wake::Timer,
                 _ = status_tick.tick() => Wake::Status,
                 Some(req) = api_rx.recv() => Wake::Api(req),
+                Some((from, data)) = tunnel_rx.recv() => Wake::Tunnel(from, data),
                 _ = tokio::signal::ctrl_c() => Wake::Stop,
                 _ = sigterm.recv() => Wake::Stop,
             };
@@ -408,6 +446,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                             .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
                         v4 => v4,
                     };
+                    svc.fallback.on_udp_receive(&from, n);
                     svc.node
                         .handle_datagram(now_ms(), LocalSocket(i as u32), from, &bufs[i][..n]);
                 }
@@ -415,6 +454,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 Wake::Timer => svc.node.handle_timeout(now_ms()),
                 Wake::Status => svc.write_status(),
                 Wake::Api(req) => svc.on_api(req),
+                Wake::Tunnel(from, data) => {
+                    svc.node
+                        .handle_datagram(now_ms(), TUNNEL_SOCKET, from, &data)
+                }
                 Wake::Stop => break,
             }
         }
