@@ -218,17 +218,11 @@ impl Node {
             }
             Some(_) => {
                 // Address collision: someone else claims this address with another key.
-                if !self.id_gate.allow(now, from.ip()) {
-                    self.stats.rate_limited += 1;
-                    return;
-                }
-                let Ok(key) = self.identity.agree(&hello.identity) else {
+                let Some(key) =
+                    self.authenticate_new_identity(now, from, &hello.identity, &mut pkt)
+                else {
                     return;
                 };
-                if armor::dearmor(&mut pkt, &key).is_err() {
-                    self.stats.mac_failures += 1;
-                    return;
-                }
                 let mut payload = Vec::new();
                 ErrorHeader {
                     in_re_verb: Verb::HELLO,
@@ -250,15 +244,10 @@ impl Node {
                 return;
             }
             None => {
-                if !self.id_gate.allow(now, from.ip()) {
-                    self.stats.rate_limited += 1;
-                    return;
-                }
-                let Ok(key) = self.identity.agree(&hello.identity) else {
-                    return;
-                };
-                if armor::dearmor(&mut pkt, &key).is_err() {
-                    self.stats.mac_failures += 1;
+                if self
+                    .authenticate_new_identity(now, from, &hello.identity, &mut pkt)
+                    .is_none()
+                {
                     return;
                 }
                 if !hello.identity.validate() {
@@ -274,6 +263,28 @@ impl Node {
             return;
         }
         self.handle_hello(now, local, from, &pkt, hello);
+    }
+
+    /// Authenticates a cipher-0 HELLO with the key of an identity we do not hold yet, under the
+    /// identity-validation rate gate (the slot is spent even when authentication fails).
+    /// spec: vl1.md §5.2 steps 2–3, §8.11
+    fn authenticate_new_identity(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        identity: &Identity,
+        pkt: &mut [u8],
+    ) -> Option<weft_wire::PeerKey> {
+        if !self.id_gate.allow(now, from.ip()) {
+            self.stats.rate_limited += 1;
+            return None;
+        }
+        let key = self.identity.agree(identity).ok()?;
+        if armor::dearmor(pkt, &key).is_err() {
+            self.stats.mac_failures += 1;
+            return None;
+        }
+        Some(key)
     }
 
     /// HELLO after authentication: reply OK(HELLO) with any world updates, then record the
