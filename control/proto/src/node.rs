@@ -33,6 +33,8 @@ pub(crate) const QUEUE_LEN: usize = 32;
 pub(crate) const PEER_ACTIVITY_TIMEOUT_MS: i64 = 500_000;
 /// Full HELLO period to active peers.
 pub(crate) const FULL_HELLO_MS: i64 = 60_000;
+/// Pause between the TTL-2 junk datagram and the probe after a RENDEZVOUS.
+pub(crate) const PUNCH_PROBE_DELAY_MS: i64 = 250;
 /// At most this many RENDEZVOUS wait for the identity of the peer they name.
 pub(crate) const PENDING_RENDEZVOUS_MAX: usize = 64;
 /// Self-awareness entries expire after this long.
@@ -159,6 +161,8 @@ pub struct Node {
     pub(crate) path_gates: HashMap<(LocalSocket, SocketAddr), PathGates>,
     pub(crate) unite_gate: HashMap<(Address, Address), Timestamp>,
     pub(crate) last_beacon_reply: Timestamp,
+    /// Probes scheduled after a RENDEZVOUS: (due, peer, socket, address).
+    pub(crate) pending_probes: Vec<(Timestamp, Address, LocalSocket, SocketAddr)>,
     /// RENDEZVOUS received for peers not known yet: peer → (socket, address, when).
     pub(crate) pending_rendezvous: HashMap<Address, (LocalSocket, SocketAddr, Timestamp)>,
     /// External addresses reported by others: (reporter, local socket, reporter's address) →
@@ -208,6 +212,7 @@ impl Node {
             unite_gate: HashMap::new(),
             last_beacon_reply: i64::MIN / 2,
             pending_rendezvous: HashMap::new(),
+            pending_probes: Vec::new(),
             surface: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -324,6 +329,9 @@ impl Node {
         if !self.rx_queue.is_empty() || !self.tx_queue.is_empty() {
             t = t.min(self.last_queue_retry + QUEUE_RETRY_MS);
         }
+        if let Some(due) = self.pending_probes.iter().map(|p| p.0).min() {
+            t = t.min(due);
+        }
         t
     }
 
@@ -333,6 +341,14 @@ impl Node {
             self.last_ping_check = now - PING_CHECK_MS;
             self.last_housekeeping = now;
             self.last_queue_retry = now;
+        }
+        if self.pending_probes.iter().any(|p| p.0 <= now) {
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.pending_probes.drain(..).partition(|p| p.0 <= now);
+            self.pending_probes = later;
+            for (_, peer, local, addr) in due {
+                self.send_probe(now, peer, Some(local), addr);
+            }
         }
         if now - self.last_queue_retry >= QUEUE_RETRY_MS {
             self.last_queue_retry = now;
@@ -562,7 +578,10 @@ impl Node {
                 whois_left.push(*a);
                 continue;
             };
-            let scale = if peer.paths.is_empty() {
+            // Scale 0 (HELLO every round) also when no path is alive: a restarted root that lost
+            // its peers answers nothing else, and waiting 224 s for the regular HELLO would leave
+            // the node unreachable that long (1.14 uses 0 only when there is no path at all).
+            let scale = if !peer.paths.iter().any(|p| p.alive(now)) {
                 0
             } else if self.role_of(*a) != PeerRole::Leaf {
                 16
@@ -610,7 +629,7 @@ impl Node {
     }
 
     /// Keeps a peer's paths alive: prunes, then full HELLO (every 60 s) or a probe on paths
-    /// that need a heartbeat. Returns whether it holds an IPv4 / IPv6 path.
+    /// that need a heartbeat. Returns whether it pinged an IPv4 / IPv6 path.
     fn peer_keepalive(&mut self, now: Timestamp, a: Address) -> (bool, bool) {
         let Some(peer) = self.peers.get_mut(&a) else {
             return (false, false);
@@ -622,13 +641,17 @@ impl Node {
         let paths: Vec<PeerPath> = peer.paths.clone();
         let (mut v4, mut v6) = (false, false);
         for p in &paths {
-            if full {
+            let sent = if full {
                 self.send_hello(now, a, Some(p.local), p.addr);
+                true
             } else if p.needs_heartbeat(now) {
                 self.send_probe(now, a, Some(p.local), p.addr);
-            }
-            v4 |= p.addr.is_ipv4();
-            v6 |= p.addr.is_ipv6();
+                true
+            } else {
+                false
+            };
+            v4 |= sent && p.addr.is_ipv4();
+            v6 |= sent && p.addr.is_ipv6();
         }
         (v4, v6)
     }

@@ -237,3 +237,31 @@ fn clock_jumps() {
     assert!(online(&s, a));
     assert!(s.now > T0);
 }
+
+#[test]
+fn restarted_root_without_memory_gets_its_leaves_back_quickly() {
+    let (mut s, root, a, b) = network(7, Some(NatKind::PortRestricted), None);
+    s.run_for(STARTUP_MS);
+    assert!(online(&s, a) && online(&s, b));
+    // The root restarts and has forgotten every peer (no peer cache).
+    let id = ids()[0].clone();
+    let config = NodeConfig::new(s.nodes[root].node.planet().clone());
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(99);
+    s.nodes[root].node = weft_proto::Node::new(id, config, s.now, &mut rng);
+    s.run_for(40_000);
+    let now = s.now;
+    let knows = |leaf: usize| {
+        let addr = s.nodes[leaf].node.address();
+        s.nodes[root]
+            .node
+            .peer(addr, now)
+            .is_some_and(|p| p.is_direct())
+    };
+    assert!(
+        knows(a) && knows(b),
+        "leaves re-introduce themselves within 40 s, not 224 s"
+    );
+    s.send_user_message(a, b, 0x1_0000, b"after restart");
+    s.run_for(3_000);
+    assert_eq!(s.user_messages(b).len(), 1);
+}

@@ -623,7 +623,15 @@ impl Node {
                 ttl: Some(2),
             });
         }
-        self.send_probe(now, peer, Some(local), addr);
+        // The probe follows a moment later. The root sends both RENDEZVOUS at once; without the
+        // pause our probe can reach the other side's NAT before that side has opened it, and a
+        // Linux NAT then binds the flow to the router itself and remaps the peer's own outgoing
+        // port, so the punch fails until the next attempt. weft-only timing; nothing on the
+        // wire changes. spec: vl1.md §5.6
+        if self.pending_probes.len() < super::PENDING_RENDEZVOUS_MAX {
+            self.pending_probes
+                .push((now + super::PUNCH_PROBE_DELAY_MS, peer, local, addr));
+        }
     }
 
     fn handle_echo(

@@ -213,7 +213,9 @@ impl Node {
         {
             return;
         }
-        let Some(u) = self.best_upstream(now, Some(a)) else {
+        // The upstream may be asked about itself: a 1.14 leaf WHOISes its root's own address
+        // every ping round, which doubles as a keepalive. spec: vl1.md §8.8 step 4
+        let Some(u) = self.best_upstream(now, None) else {
             return;
         };
         self.whois_sent.insert(a, now);
