@@ -6,6 +6,7 @@
 //! its ground truth must not pass.
 
 pub mod netns;
+pub mod weftnode;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -154,6 +154,16 @@ impl Lab {
             ],
         );
         self.iptables(&ns, &["-P", "FORWARD", "DROP"]);
+        // Like a home router, drop unsolicited traffic addressed to the router itself on the
+        // outside. Otherwise an early hole-punching probe from the far side is accepted locally,
+        // its conntrack entry takes the outside port, and the inside host's own punch gets
+        // remapped to another port (the lab's NATs are one hop apart, so even the TTL-2 junk
+        // arrives).
+        self.iptables(
+            &ns,
+            &[&["-A", "INPUT", "-i", &wan_if][..], &established].concat(),
+        );
+        self.iptables(&ns, &["-A", "INPUT", "-i", &wan_if, "-j", "DROP"]);
         NatRouter {
             ns,
             kind,

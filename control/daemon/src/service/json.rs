@@ -36,6 +36,8 @@ pub(crate) fn peer(p: &PeerInfo, tunneled: bool) -> Value {
     json!({
         "address": p.address.to_string(),
         "isBonded": false,
+        // weft extension: last packet from this peer over any path, relayed ones included
+        "lastReceive": p.last_receive,
         "latency": latency,
         "paths": paths,
         "role": match p.role { PeerRole::Leaf => "LEAF", PeerRole::Moon => "MOON", PeerRole::Planet => "PLANET" },
