@@ -442,3 +442,49 @@ fn leaf_orbits_a_weft_moon() {
     assert_root_serves(&lab, &moon_root, &[(&leaf, nat.wan)], 0);
     assert_root_serves(&lab, &root, &[(&leaf, nat.wan)], 0);
 }
+
+/// A leaf whose only way out is TCP to a `weft tcp-relay` (`forceTcpRelay`): it comes online
+/// through the tunnel, and the root sees it at the relay's UDP address. spec: vl1.md §8.13
+#[test]
+fn leaf_behind_tcp_only_link_goes_online_through_weft_tcp_relay() {
+    let Some(lab) = Lab::for_test("vl1_tcp_fallback") else {
+        return;
+    };
+    let internet = lab.internet("203.0.113.0/24");
+    let root_ns = lab.host("root");
+    let root_ip = lab.attach(&internet, &root_ns);
+    let relay_ns = lab.host("relay");
+    let relay_ip = lab.attach(&internet, &relay_ns);
+    let leaf_ns = lab.host("leaf");
+    // The leaf's only link goes to the relay host, which does not forward.
+    lab.link(&relay_ns, &leaf_ns, "10.9.0.1/24", "10.9.0.2/24");
+
+    let mut root = WeftNode::new(&lab, &root_ns, "root", 0);
+    let mut leaf = WeftNode::new(&lab, &leaf_ns, "leaf", 1);
+    std::fs::write(
+        leaf.home.join("local.conf"),
+        r#"{"settings":{"forceTcpRelay":true,"tcpFallbackRelay":"10.9.0.1/4443"}}"#,
+    )
+    .expect("leaf local.conf");
+    let planet = planet_for(&lab, 7, &[(&root, root_ip)]);
+    install(&planet, &[&root, &leaf]);
+
+    let mut relay_cmd = std::process::Command::new(weft_conformance::weftnode::weft_bin());
+    relay_cmd.args(["tcp-relay", "--listen", "10.9.0.1:4443"]);
+    let _relay = lab.spawn(&relay_ns, "tcp-relay", &relay_cmd);
+    root.start(&lab);
+    leaf.start(&lab);
+
+    let s = leaf.wait_online(&lab, ONLINE);
+    assert_eq!(s["status"]["tcpFallbackActive"], true, "{s}");
+    let r = peer(&s, root.address()).expect("leaf lists its root");
+    assert_eq!(r["tunneled"], true, "{r}");
+    assert_eq!(preferred_path(r), Some(at(root_ip).as_str()), "{r}");
+    // The root reaches the leaf at the relay's address on the internet segment.
+    let rs = root.wait_for(&lab, "root lists the leaf via the relay", ONLINE, |st| {
+        peer(st, leaf.address()).is_some_and(|p| has_path_at(p, relay_ip))
+    });
+    assert!(peer(&rs, leaf.address()).is_some(), "{rs}");
+    leaf.assert_running(&lab);
+    root.assert_running(&lab);
+}
