@@ -147,6 +147,41 @@ fn start_all(lab: &Lab, roots: &mut [&mut WeftNode], leaves: &mut [&mut WeftNode
     }
 }
 
+/// A root on an internet segment and two leaves, each behind its own NAT of `kind`, all started
+/// and served by the root.
+struct NatWorld {
+    root: WeftNode,
+    a: WeftNode,
+    b: WeftNode,
+    a_wan: Ipv4Addr,
+    b_wan: Ipv4Addr,
+}
+
+fn nat_world(lab: &Lab, internet_subnet: &str, kind: NatKind, salt: u64) -> NatWorld {
+    let internet = lab.internet(internet_subnet);
+    let root_ns = lab.host("root");
+    let root_ip = lab.attach(&internet, &root_ns);
+    let nat_a = lab.nat_router("nata", "192.168.1.0/24", &internet, kind);
+    let nat_b = lab.nat_router("natb", "192.168.2.0/24", &internet, kind);
+    let (a_ns, b_ns) = (lab.host("a"), lab.host("b"));
+    lab.attach(&nat_a.lan, &a_ns);
+    lab.attach(&nat_b.lan, &b_ns);
+    let mut root = WeftNode::new(lab, &root_ns, "root", 0);
+    let mut a = WeftNode::new(lab, &a_ns, "a", 1);
+    let mut b = WeftNode::new(lab, &b_ns, "b", 2);
+    let planet = planet_for(lab, salt, &[(&root, root_ip)]);
+    install(&planet, &[&root, &a, &b]);
+    start_all(lab, &mut [&mut root], &mut [&mut a, &mut b]);
+    assert_root_serves(lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], 0);
+    NatWorld {
+        root,
+        a,
+        b,
+        a_wan: nat_a.wan,
+        b_wan: nat_b.wan,
+    }
+}
+
 fn planet_for(lab: &Lab, salt: u64, roots: &[(&WeftNode, Ipv4Addr)]) -> std::path::PathBuf {
     private_planet(lab.log_dir(), planet_id(salt), roots)
 }
@@ -232,22 +267,13 @@ fn port_restricted_nat_leaves_go_direct_through_rendezvous() {
     let Some(lab) = Lab::for_test("vl1_port_restricted") else {
         return;
     };
-    let internet = lab.internet("203.0.113.0/24");
-    let root_ns = lab.host("root");
-    let root_ip = lab.attach(&internet, &root_ns);
-    let nat_a = lab.nat_router("nata", "192.168.1.0/24", &internet, NatKind::PortRestricted);
-    let nat_b = lab.nat_router("natb", "192.168.2.0/24", &internet, NatKind::PortRestricted);
-    let (a_ns, b_ns) = (lab.host("a"), lab.host("b"));
-    lab.attach(&nat_a.lan, &a_ns);
-    lab.attach(&nat_b.lan, &b_ns);
-
-    let mut root = WeftNode::new(&lab, &root_ns, "root", 0);
-    let mut a = WeftNode::new(&lab, &a_ns, "a", 1);
-    let mut b = WeftNode::new(&lab, &b_ns, "b", 2);
-    let planet = planet_for(&lab, 2, &[(&root, root_ip)]);
-    install(&planet, &[&root, &a, &b]);
-    start_all(&lab, &mut [&mut root], &mut [&mut a, &mut b]);
-    assert_root_serves(&lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], 0);
+    let NatWorld {
+        root,
+        a,
+        b,
+        a_wan,
+        b_wan,
+    } = nat_world(&lab, "203.0.113.0/24", NatKind::PortRestricted, 2);
     assert!(
         entry(&a, &b).is_none(),
         "a does not know b before any traffic"
@@ -261,7 +287,7 @@ fn port_restricted_nat_leaves_go_direct_through_rendezvous() {
         &all,
         "a and b direct through their NATs",
         DIRECT,
-        || prefers(&a, &b, nat_b.wan) && prefers(&b, &a, nat_a.wan),
+        || prefers(&a, &b, b_wan) && prefers(&b, &a, a_wan),
     );
     // The direct endpoints are exactly the NAT mappings the root sees.
     let rs = root.status().expect("root status");
@@ -287,22 +313,13 @@ fn symmetric_nat_leaves_stay_relayed_through_the_root() {
     let Some(lab) = Lab::for_test("vl1_symmetric") else {
         return;
     };
-    let internet = lab.internet("198.18.0.0/15");
-    let root_ns = lab.host("root");
-    let root_ip = lab.attach(&internet, &root_ns);
-    let nat_a = lab.nat_router("nata", "192.168.1.0/24", &internet, NatKind::Symmetric);
-    let nat_b = lab.nat_router("natb", "192.168.2.0/24", &internet, NatKind::Symmetric);
-    let (a_ns, b_ns) = (lab.host("a"), lab.host("b"));
-    lab.attach(&nat_a.lan, &a_ns);
-    lab.attach(&nat_b.lan, &b_ns);
-
-    let mut root = WeftNode::new(&lab, &root_ns, "root", 0);
-    let mut a = WeftNode::new(&lab, &a_ns, "a", 1);
-    let mut b = WeftNode::new(&lab, &b_ns, "b", 2);
-    let planet = planet_for(&lab, 3, &[(&root, root_ip)]);
-    install(&planet, &[&root, &a, &b]);
-    start_all(&lab, &mut [&mut root], &mut [&mut a, &mut b]);
-    assert_root_serves(&lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], 0);
+    let NatWorld {
+        root,
+        a,
+        b,
+        a_wan,
+        b_wan,
+    } = nat_world(&lab, "198.18.0.0/15", NatKind::Symmetric, 3);
 
     let all = [&root, &a, &b];
     ping_until(&lab, &a, &b, &all, "b knows a", ONLINE, || {
@@ -334,7 +351,7 @@ fn symmetric_nat_leaves_stay_relayed_through_the_root() {
                 })
             },
         );
-        for (x, y, y_wan) in [(&a, &b, nat_b.wan), (&b, &a, nat_a.wan)] {
+        for (x, y, y_wan) in [(&a, &b, b_wan), (&b, &a, a_wan)] {
             if let Some(p) = entry(x, y) {
                 assert!(
                     preferred_path(&p).is_none() && !has_path_at(&p, y_wan),
@@ -346,7 +363,7 @@ fn symmetric_nat_leaves_stay_relayed_through_the_root() {
         }
     }
     // The root still serves both (and is the only way between them).
-    assert_root_serves(&lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], 0);
+    assert_root_serves(&lab, &root, &[(&a, a_wan), (&b, b_wan)], 0);
 }
 
 /// The root stops and comes back with the same home: the leaves keep running and are served
@@ -356,22 +373,13 @@ fn leaves_recover_after_a_root_restart() {
     let Some(lab) = Lab::for_test("vl1_root_restart") else {
         return;
     };
-    let internet = lab.internet("203.0.113.0/24");
-    let root_ns = lab.host("root");
-    let root_ip = lab.attach(&internet, &root_ns);
-    let nat_a = lab.nat_router("nata", "192.168.1.0/24", &internet, NatKind::PortRestricted);
-    let nat_b = lab.nat_router("natb", "192.168.2.0/24", &internet, NatKind::PortRestricted);
-    let (a_ns, b_ns) = (lab.host("a"), lab.host("b"));
-    lab.attach(&nat_a.lan, &a_ns);
-    lab.attach(&nat_b.lan, &b_ns);
-
-    let mut root = WeftNode::new(&lab, &root_ns, "root", 0);
-    let mut a = WeftNode::new(&lab, &a_ns, "a", 1);
-    let mut b = WeftNode::new(&lab, &b_ns, "b", 2);
-    let planet = planet_for(&lab, 4, &[(&root, root_ip)]);
-    install(&planet, &[&root, &a, &b]);
-    start_all(&lab, &mut [&mut root], &mut [&mut a, &mut b]);
-    assert_root_serves(&lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], 0);
+    let NatWorld {
+        mut root,
+        a,
+        b,
+        a_wan,
+        b_wan,
+    } = nat_world(&lab, "203.0.113.0/24", NatKind::PortRestricted, 4);
 
     root.stop(&lab);
     let stopped = now_ms();
@@ -392,7 +400,7 @@ fn leaves_recover_after_a_root_restart() {
                 && peer(s, root.address()).is_some_and(|r| newest_path_receive(r) >= restarted)
         });
     }
-    assert_root_serves(&lab, &root, &[(&a, nat_a.wan), (&b, nat_b.wan)], restarted);
+    assert_root_serves(&lab, &root, &[(&a, a_wan), (&b, b_wan)], restarted);
     // And the restarted root serves traffic between them: a finds b (WHOIS) and reaches it.
     let all = [&root, &a, &b];
     ping_until(&lab, &a, &b, &all, "b hears from a", recovered, || {
