@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use weft_wire::{Address, Identity};
 
-/// Milliseconds since the Unix epoch (the driver's clock, or virtual time in simulations).
+/// Milliseconds since the Unix epoch (the driver's clock, or virtual time in simulations). The
+/// node tolerates clock jumps in both directions but assumes a plausible clock (well inside
+/// ±2^62 ms).
 pub type Timestamp = i64;
 
 /// A local socket, numbered by the driver (one per bound local address and port).

@@ -324,10 +324,10 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Timestamp {
-        let mut t =
-            (self.last_ping_check + PING_CHECK_MS).min(self.last_housekeeping + HOUSEKEEPING_MS);
+        let mut t = (self.last_ping_check.saturating_add(PING_CHECK_MS))
+            .min(self.last_housekeeping.saturating_add(HOUSEKEEPING_MS));
         if !self.rx_queue.is_empty() || !self.tx_queue.is_empty() {
-            t = t.min(self.last_queue_retry + QUEUE_RETRY_MS);
+            t = t.min(self.last_queue_retry.saturating_add(QUEUE_RETRY_MS));
         }
         if let Some(due) = self.pending_probes.iter().map(|p| p.0).min() {
             t = t.min(due);
