@@ -47,19 +47,14 @@ fn authorized(
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
 ) -> bool {
-    let token = ctx.token.as_str();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    header("x-zt1-auth") == Some(token)
-        || header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            == Some(token)
-        || query.get("auth").map(String::as_str) == Some(token)
+    use subtle::ConstantTimeEq;
+    let token = ctx.token.as_bytes();
+    let matches =
+        |given: Option<&str>| given.is_some_and(|g| bool::from(g.trim().as_bytes().ct_eq(token)));
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    matches(header("x-zt1-auth"))
+        || matches(header("authorization").and_then(|v| v.trim().strip_prefix("Bearer ")))
+        || matches(query.get("auth").map(String::as_str))
 }
 
 /// Why a request failed; each maps to a status code and a JSON body naming the problem.
