@@ -364,6 +364,15 @@ fn symmetric_nat_leaves_stay_relayed_through_the_root() {
     }
     // The root still serves both (and is the only way between them).
     assert_root_serves(&lab, &root, &[(&a, a_wan), (&b, b_wan)], 0);
+    // The relaying was done by the root's data plane, from the tables its control plane
+    // published.
+    let rs = root.status().expect("root status");
+    let relayed = rs["status"]["dataPlane"]["relayed"].as_u64().unwrap_or(0);
+    assert!(
+        relayed > 0,
+        "the root's data plane relayed nothing: {}",
+        rs["status"]
+    );
 }
 
 /// The root stops and comes back with the same home: the leaves keep running and are served

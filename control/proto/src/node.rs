@@ -263,6 +263,42 @@ impl Node {
         self.stats
     }
 
+    /// The tables the data plane works from: our address, whether we relay, and per peer its
+    /// session key, cipher and the path sends would use now. Rebuild and publish after
+    /// [`Event::PeerAdded`] / [`Event::PathsChanged`] and periodically (paths age).
+    pub fn data_plane_tables(&self, now: Timestamp) -> weft_engine::Tables {
+        let peers = self
+            .peers
+            .iter()
+            .map(|(a, p)| {
+                let preferred = p.best_path(now).map(|i| weft_engine::PathEntry {
+                    local: p.paths[i].local.0,
+                    addr: p.paths[i].addr,
+                });
+                (
+                    *a,
+                    weft_engine::PeerEntry {
+                        key: p.key.clone(),
+                        cipher: p.cipher(),
+                        preferred,
+                    },
+                )
+            })
+            .collect();
+        weft_engine::Tables {
+            own: self.address(),
+            relay: self.is_upstream_itself(),
+            peers,
+        }
+    }
+
+    /// The data plane relayed a packet head from `source` to `dest`: introduce the two ends
+    /// (RENDEZVOUS), at most once per 30 s per pair. spec: vl1.md §8.3, §8.5
+    pub fn relayed(&mut self, now: Timestamp, source: Address, dest: Address) {
+        self.stats.relayed += 1;
+        self.unite_if_due(now, source, dest);
+    }
+
     /// Whether this node is a root of its planet or of a moon it orbits.
     pub fn is_upstream_itself(&self) -> bool {
         self.role_of(self.address()) != PeerRole::Leaf

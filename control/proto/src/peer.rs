@@ -17,7 +17,7 @@ pub(crate) struct RemoteVersion {
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub(crate) identity: Identity,
-    pub(crate) key: PeerKey,
+    pub(crate) key: std::sync::Arc<PeerKey>,
     pub(crate) version: Option<RemoteVersion>,
     pub(crate) paths: Vec<PeerPath>,
     pub(crate) last_receive: Timestamp,
@@ -33,7 +33,7 @@ impl Peer {
     pub(crate) fn new(identity: Identity, key: PeerKey, now: Timestamp) -> Self {
         Peer {
             identity,
-            key,
+            key: std::sync::Arc::new(key),
             version: None,
             paths: Vec::new(),
             last_receive: 0,

@@ -223,7 +223,50 @@ fn root_answers_like_the_reference_root() {
         "RENDEZVOUS to A"
     );
     checked += 3;
-    assert_eq!(checked, 11);
+
+    // The same through the data plane: the engine, working from the tables the node publishes,
+    // relays B's NETWORK_CONFIG_REQUEST for ctl (frame 45) exactly as the reference root did
+    // (frame 46), and the node, told about it, sends the two RENDEZVOUS (frames 47, 48).
+    let now = c.time(45);
+    let tables = root.data_plane_tables(now);
+    assert!(tables.relay, "a root relays");
+    let (d, _) = c.frame(45);
+    let mut engine = weft_engine::Engine::new();
+    let mut verdicts = Vec::new();
+    engine.process_rx(&tables, &[(d.src, &d.payload[..])], &mut verdicts);
+    let weft_engine::Verdict::Relay {
+        to,
+        data,
+        ends: Some((src, dst)),
+        ..
+    } = &verdicts[0]
+    else {
+        panic!("expected a relay verdict, got {:?}", verdicts[0]);
+    };
+    assert_eq!(
+        (*to, data),
+        (addr("10.77.2.1:9993"), &c.frame(46).0.payload)
+    );
+    root.relayed(now, *src, *dst);
+    let out = drain(&mut root);
+    let key_b = id("b").agree(&root_id).unwrap();
+    let rv_ctl = out
+        .iter()
+        .find(|t| t.to == addr("10.77.2.1:9993"))
+        .expect("RENDEZVOUS to ctl");
+    let rv_b = out
+        .iter()
+        .find(|t| t.to == addr("10.77.4.1:9993"))
+        .expect("RENDEZVOUS to B");
+    assert_eq!(plaintext(rv_ctl, &key_ctl).1, expected_plain(&c, 47));
+    assert_eq!(plaintext(rv_b, &key_b).1, expected_plain(&c, 48));
+    root.relayed(now + 1, *src, *dst);
+    assert!(
+        drain(&mut root).is_empty(),
+        "one introduction per pair per 30 s"
+    );
+    checked += 3;
+    assert_eq!(checked, 14);
     assert_eq!(root.stats().mac_failures, 0);
 }
 

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 use tokio::net::UdpSocket;
+use weft_engine::{Engine, Tables, Verdict};
 use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
 use weft_wire::Address;
 use weft_wire::inet::IpPort;
@@ -91,6 +92,10 @@ struct Service {
     settings: Value,
     version: (u8, u8, u16),
     fallback: TcpFallback,
+    /// The data plane (in-process for now) and the tables the control plane last published.
+    engine: Engine,
+    tables: Tables,
+    verdicts: Vec<Verdict>,
 }
 
 impl Service {
@@ -116,28 +121,75 @@ impl Service {
         }
     }
 
+    async fn send_udp(&self, t: &Transmit) {
+        for i in self.socket_for(t) {
+            let s = &self.sockets[i];
+            if let Some(ttl) = t.ttl {
+                let old = s.ttl().unwrap_or(64);
+                let _ = s.set_ttl(u32::from(ttl));
+                let _ = s.send_to(&t.data, t.to).await;
+                let _ = s.set_ttl(old);
+            } else if let Err(e) = s.send_to(&t.data, t.to).await
+                && e.kind() != std::io::ErrorKind::WouldBlock
+            {
+                eprintln!("weft: send to {} failed: {e}", t.to);
+            }
+        }
+    }
+
     async fn flush(&mut self) {
         while let Some(t) = self.node.poll_transmit() {
             if !self.fallback.route(t.local, t.to, &t.data) {
                 continue;
             }
-            for i in self.socket_for(&t) {
-                let s = &self.sockets[i];
-                if let Some(ttl) = t.ttl {
-                    let old = s.ttl().unwrap_or(64);
-                    let _ = s.set_ttl(u32::from(ttl));
-                    let _ = s.send_to(&t.data, t.to).await;
-                    let _ = s.set_ttl(old);
-                } else if let Err(e) = s.send_to(&t.data, t.to).await
-                    && e.kind() != std::io::ErrorKind::WouldBlock
-                {
-                    eprintln!("weft: send to {} failed: {e}", t.to);
-                }
-            }
+            self.send_udp(&t).await;
         }
+        let mut republish = false;
         while let Some(e) = self.node.poll_event() {
+            republish |= matches!(e, Event::PeerAdded { .. } | Event::PathsChanged { .. });
             self.on_event(e);
         }
+        if republish {
+            self.publish_tables();
+        }
+    }
+
+    /// Publishes a fresh snapshot of keys and paths to the data plane.
+    fn publish_tables(&mut self) {
+        self.tables = self.node.data_plane_tables(now_ms());
+    }
+
+    /// A datagram from the network: the data plane first (relaying), the rest up to the node.
+    async fn receive(&mut self, local: LocalSocket, from: SocketAddr, data: &[u8]) {
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        self.engine
+            .process_rx(&self.tables, &[(from, data)], &mut verdicts);
+        for v in verdicts.drain(..) {
+            match v {
+                Verdict::Up => self.node.handle_datagram(now_ms(), local, from, data),
+                Verdict::Relay {
+                    local,
+                    to,
+                    data,
+                    ends,
+                } => {
+                    let t = Transmit {
+                        local: Some(LocalSocket(local)),
+                        to,
+                        data,
+                        ttl: None,
+                    };
+                    if self.fallback.route(t.local, t.to, &t.data) {
+                        self.send_udp(&t).await;
+                    }
+                    if let Some((src, dst)) = ends {
+                        self.node.relayed(now_ms(), src, dst);
+                    }
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+        self.verdicts = verdicts;
     }
 
     fn on_event(&mut self, e: Event) {
@@ -187,13 +239,18 @@ impl Service {
             m.insert("surfaceAddresses".into(), surface.into());
             m.insert("homeDir".into(), self.home.dir.display().to_string().into());
         }
-        json::status(
+        let mut v = json::status(
             &self.node,
             now,
             settings,
             self.version,
             self.fallback.active(),
-        )
+        );
+        let e = self.engine.stats();
+        // weft extension: what the data plane did with received datagrams
+        v["dataPlane"] =
+            serde_json::json!({ "relayed": e.relayed, "handedUp": e.up, "dropped": e.dropped });
+        v
     }
 
     fn peers_value(&self, now: Timestamp) -> Value {
@@ -420,7 +477,11 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             settings,
             version,
             fallback,
+            engine: Engine::new(),
+            tables: Tables::default(),
+            verdicts: Vec::new(),
         };
+        svc.publish_tables();
         let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -447,12 +508,16 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                         v4 => v4,
                     };
                     svc.fallback.on_udp_receive(&from, n);
-                    svc.node
-                        .handle_datagram(now_ms(), LocalSocket(i as u32), from, &bufs[i][..n]);
+                    svc.receive(LocalSocket(i as u32), from, &bufs[i][..n])
+                        .await;
                 }
                 Wake::Datagram(_, Err(e)) => eprintln!("weft: receive error: {e}"),
                 Wake::Timer => svc.node.handle_timeout(now_ms()),
-                Wake::Status => svc.write_status(),
+                Wake::Status => {
+                    // Paths age, so the preferred ones change without events: republish.
+                    svc.publish_tables();
+                    svc.write_status();
+                }
                 Wake::Api(req) => svc.on_api(req),
                 Wake::Tunnel(from, data) => {
                     svc.node

@@ -64,18 +64,8 @@ impl Node {
             }
             self.stats.relayed += 1;
             self.emit(now, dest, Some(local), to, data, None);
-            if let Some(src) = source
-                && self.peers.contains_key(&src)
-            {
-                let pair = if src < dest { (src, dest) } else { (dest, src) };
-                let due = self
-                    .unite_gate
-                    .get(&pair)
-                    .is_none_or(|t| now - *t >= UNITE_GATE_MS);
-                if due {
-                    self.unite_gate.insert(pair, now);
-                    self.unite(now, src, dest);
-                }
+            if let Some(src) = source {
+                self.unite_if_due(now, src, dest);
             }
             return;
         }
@@ -92,6 +82,22 @@ impl Node {
             {
                 self.unite(now, u, src);
             }
+        }
+    }
+
+    /// Introduces `src` and `dest` unless that pair was introduced in the last 30 s.
+    pub(crate) fn unite_if_due(&mut self, now: Timestamp, src: Address, dest: Address) {
+        if !self.peers.contains_key(&src) {
+            return;
+        }
+        let pair = if src < dest { (src, dest) } else { (dest, src) };
+        let due = self
+            .unite_gate
+            .get(&pair)
+            .is_none_or(|t| now - *t >= UNITE_GATE_MS);
+        if due {
+            self.unite_gate.insert(pair, now);
+            self.unite(now, src, dest);
         }
     }
 
