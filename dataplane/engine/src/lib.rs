@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use weft_wire::fragment::{DatagramKind, FRAGMENT_HEADER_LEN, classify};
-use weft_wire::packet::{FLAGS_HOPS_MASK, IDX_FLAGS, MIN_PACKET_LEN};
+use weft_wire::packet::{FLAGS_HOPS_MASK, IDX_FLAGS};
 use weft_wire::{Address, CipherSuite, PeerKey};
 
 /// Packets are relayed only while their hop count is below this. spec: vl1.md §3.9
@@ -84,6 +84,31 @@ pub enum Verdict {
     Up,
     /// Dropped here.
     Drop(DropReason),
+}
+
+/// Applies the relay hop rule to a packet head or fragment in place: refuses it when its hop count
+/// has reached [`RELAY_MAX_HOPS`], else increments the count (the only field a relay may change).
+/// `fragment` selects where the count lives (flags bits 0..2 of a head, byte 15 of a fragment);
+/// `data` must be a classified head (≥ 28 bytes) or fragment (> 16 bytes). spec: vl1.md §3.9, §4.2
+pub fn increment_hops(data: &mut [u8], fragment: bool) -> Result<(), DropReason> {
+    let at = if fragment {
+        FRAGMENT_HEADER_LEN - 1
+    } else {
+        IDX_FLAGS
+    };
+    let Some(b) = data.get_mut(at) else {
+        return Err(DropReason::HopLimit);
+    };
+    let hops = if fragment { *b } else { *b & FLAGS_HOPS_MASK };
+    if hops >= RELAY_MAX_HOPS {
+        return Err(DropReason::HopLimit);
+    }
+    *b = if fragment {
+        (hops + 1) & 7
+    } else {
+        (*b & !FLAGS_HOPS_MASK) | ((hops + 1) & FLAGS_HOPS_MASK)
+    };
+    Ok(())
 }
 
 /// Counters per verdict.
@@ -156,18 +181,9 @@ impl Engine {
         if !t.relay {
             return Verdict::Drop(DropReason::NotRelaying);
         }
-        let hop_at = if fragment {
-            FRAGMENT_HEADER_LEN - 1
-        } else {
-            IDX_FLAGS
-        };
-        let hops = if fragment {
-            data[hop_at]
-        } else {
-            data[hop_at] & FLAGS_HOPS_MASK
-        };
-        if hops >= RELAY_MAX_HOPS {
-            return Verdict::Drop(DropReason::HopLimit);
+        let mut out = data.to_vec();
+        if let Err(r) = increment_hops(&mut out, fragment) {
+            return Verdict::Drop(r);
         }
         // No live direct path: the control plane decides (forwarding to another upstream).
         let Some(path) = t.peers.get(&dest).and_then(|p| p.preferred.as_ref()) else {
@@ -176,13 +192,6 @@ impl Engine {
         if path.addr == from {
             return Verdict::Drop(DropReason::Loop);
         }
-        let mut out = data.to_vec();
-        if fragment {
-            out[hop_at] = (hops + 1) & 7;
-        } else {
-            out[hop_at] = (out[hop_at] & !FLAGS_HOPS_MASK) | ((hops + 1) & FLAGS_HOPS_MASK);
-        }
-        debug_assert!(out.len() >= MIN_PACKET_LEN.min(FRAGMENT_HEADER_LEN + 1));
         Verdict::Relay {
             local: path.local,
             to: path.addr,

@@ -6,14 +6,12 @@ use std::net::SocketAddr;
 use rand_core::RngCore;
 use weft_wire::Address;
 use weft_wire::inet::ip_scope;
-use weft_wire::packet::{FLAGS_HOPS_MASK, IDX_FLAGS, Verb};
+use weft_wire::packet::Verb;
 use weft_wire::verbs::Rendezvous;
 
 use super::Node;
 use crate::{LocalSocket, Timestamp};
 
-/// Packets are relayed only while their hop count is below this.
-pub(crate) const RELAY_MAX_HOPS: u8 = 3;
 /// RENDEZVOUS per unordered pair.
 const UNITE_GATE_MS: i64 = 30_000;
 
@@ -41,18 +39,8 @@ impl Node {
         if source == Some(self.address()) {
             return;
         }
-        let hops = if fragment {
-            data[15]
-        } else {
-            data[IDX_FLAGS] & FLAGS_HOPS_MASK
-        };
-        if hops >= RELAY_MAX_HOPS {
+        if weft_engine::increment_hops(&mut data, fragment).is_err() {
             return;
-        }
-        if fragment {
-            data[15] = (hops + 1) & 7;
-        } else {
-            data[IDX_FLAGS] = (data[IDX_FLAGS] & !FLAGS_HOPS_MASK) | ((hops + 1) & FLAGS_HOPS_MASK);
         }
         let direct = self.peers.get(&dest).and_then(|p| {
             p.best_path(now)
