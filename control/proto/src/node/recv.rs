@@ -67,11 +67,8 @@ impl Node {
                     self.relay(now, from, data.to_vec(), true);
                     return;
                 }
-                match self.reassembler.add_fragment(now, &f) {
-                    Ok(Some(p)) => self.process_packet(now, local, from, p),
-                    Ok(None) => {}
-                    Err(_) => self.stats.malformed += 1,
-                }
+                let r = self.reassembler.add_fragment(now, &f);
+                self.reassembled(now, local, from, r);
             }
             DatagramKind::Packet => {
                 let Ok(p) = Packet::new_checked(data) else {
@@ -83,16 +80,28 @@ impl Node {
                     return;
                 }
                 if p.is_fragmented() {
-                    match self.reassembler.add_head(now, data) {
-                        Ok(Some(p)) => self.process_packet(now, local, from, p),
-                        Ok(None) => {}
-                        Err(_) => self.stats.malformed += 1,
-                    }
+                    let r = self.reassembler.add_head(now, data);
+                    self.reassembled(now, local, from, r);
                 } else {
                     self.process_packet(now, local, from, data.to_vec());
                 }
             }
             DatagramKind::Ignored => {}
+        }
+    }
+
+    /// Processes a packet the reassembler completed; counts a refused piece as malformed.
+    fn reassembled(
+        &mut self,
+        now: Timestamp,
+        local: LocalSocket,
+        from: SocketAddr,
+        r: Result<Option<Vec<u8>>, weft_wire::fragment::FragmentError>,
+    ) {
+        match r {
+            Ok(Some(p)) => self.process_packet(now, local, from, p),
+            Ok(None) => {}
+            Err(_) => self.stats.malformed += 1,
         }
     }
 
