@@ -91,11 +91,17 @@ impl IntoResponse for ApiError {
 type ApiResult = Result<Json<Value>, ApiError>;
 type Q = Query<std::collections::HashMap<String, String>>;
 
-fn check(ctx: &Ctx, headers: &HeaderMap, q: &Q) -> Result<(), ApiError> {
-    if authorized(ctx, headers, &q.0) {
-        Ok(())
+/// Every route requires the token (a layer, so no handler can forget it).
+async fn require_auth(
+    State(ctx): State<Ctx>,
+    Query(q): Q,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if authorized(&ctx, req.headers(), &q) {
+        next.run(req).await
     } else {
-        Err(ApiError::Unauthorized)
+        ApiError::Unauthorized.into_response()
     }
 }
 
@@ -118,23 +124,15 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
         .ok_or(ApiError::BadAddress)
 }
 
-async fn status(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn status(State(ctx): State<Ctx>) -> ApiResult {
     Ok(Json(ask(&ctx, ApiRequest::Status).await?))
 }
 
-async fn peers(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn peers(State(ctx): State<Ctx>) -> ApiResult {
     Ok(Json(ask(&ctx, |tx| ApiRequest::Peers(None, tx)).await?))
 }
 
-async fn peer(
-    State(ctx): State<Ctx>,
-    Path(addr): Path<String>,
-    headers: HeaderMap,
-    q: Q,
-) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn peer(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiResult {
     let a = parse_address(&addr)?;
     match ask(&ctx, |tx| ApiRequest::Peers(Some(a), tx)).await? {
         Value::Null => Err(ApiError::NotFound("peer not known")),
@@ -142,13 +140,7 @@ async fn peer(
     }
 }
 
-async fn ping(
-    State(ctx): State<Ctx>,
-    Path(addr): Path<String>,
-    headers: HeaderMap,
-    q: Q,
-) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn ping(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiResult {
     let a = parse_address(&addr)?;
     Ok(Json(ask(&ctx, |tx| ApiRequest::Ping(a, tx)).await?))
 }
@@ -157,18 +149,11 @@ fn parse_world_id(s: &str) -> Result<u64, ApiError> {
     u64::from_str_radix(s, 16).map_err(|_| ApiError::BadWorldId)
 }
 
-async fn moons(State(ctx): State<Ctx>, headers: HeaderMap, q: Q) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn moons(State(ctx): State<Ctx>) -> ApiResult {
     Ok(Json(ask(&ctx, |tx| ApiRequest::Moons(None, tx)).await?))
 }
 
-async fn moon(
-    State(ctx): State<Ctx>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    q: Q,
-) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn moon(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
     let id = parse_world_id(&id)?;
     match ask(&ctx, |tx| ApiRequest::Moons(Some(id), tx)).await? {
         Value::Null => Err(ApiError::NotFound("moon not orbited")),
@@ -181,11 +166,8 @@ async fn moon(
 async fn orbit(
     State(ctx): State<Ctx>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    q: Q,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    check(&ctx, &headers, &q)?;
     let id = parse_world_id(&id)?;
     let seed = match serde_json::from_slice::<Value>(&body)
         .ok()
@@ -198,13 +180,7 @@ async fn orbit(
     Ok(Json(ask(&ctx, |tx| ApiRequest::Orbit(id, seed, tx)).await?))
 }
 
-async fn deorbit(
-    State(ctx): State<Ctx>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    q: Q,
-) -> ApiResult {
-    check(&ctx, &headers, &q)?;
+async fn deorbit(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
     let id = parse_world_id(&id)?;
     Ok(Json(ask(&ctx, |tx| ApiRequest::Deorbit(id, tx)).await?))
 }
@@ -222,6 +198,10 @@ pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
         .route("/unstable/ping/{addr}", post(ping))
         .route("/moon", get(moons))
         .route("/moon/{id}", get(moon).post(orbit).delete(deorbit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_auth,
+        ))
         .fallback(|| async { ApiError::NotFound("not found") })
         .with_state(ctx)
 }
