@@ -33,6 +33,8 @@ pub(crate) const QUEUE_LEN: usize = 32;
 pub(crate) const PEER_ACTIVITY_TIMEOUT_MS: i64 = 500_000;
 /// Full HELLO period to active peers.
 pub(crate) const FULL_HELLO_MS: i64 = 60_000;
+/// Peer-cache records kept in memory.
+pub(crate) const PEER_CACHE_MAX: usize = 16_384;
 /// Pause between the TTL-2 junk datagram and the probe after a RENDEZVOUS.
 pub(crate) const PUNCH_PROBE_DELAY_MS: i64 = 250;
 /// At most this many RENDEZVOUS wait for the identity of the peer they name.
@@ -405,7 +407,7 @@ impl Node {
     /// that address is next needed: the peer is re-created without re-validation and HELLO is
     /// sent to its cached addresses. spec: vl1.md §8.14
     pub fn add_cached_peer(&mut self, peer: CachedPeer) {
-        if peer.identity.address() != self.address() {
+        if peer.identity.address() != self.address() && self.cache.len() < PEER_CACHE_MAX {
             self.cache.insert(peer.identity.address(), peer);
         }
     }
@@ -708,7 +710,7 @@ impl Node {
         let tx: Vec<Queued> = self.tx_queue.drain(..).collect();
         for q in tx {
             if self.peers.contains_key(&q.dest) || self.restore_from_cache(now, q.dest) {
-                self.send(now, q.dest, q.verb, &q.payload);
+                self.send_since(now, q.since, q.dest, q.verb, &q.payload);
             } else if now - q.since < QUEUE_TIMEOUT_MS {
                 self.whois(now, q.dest);
                 self.tx_queue.push_back(q);
@@ -732,6 +734,11 @@ impl Node {
             .collect();
         for a in evict {
             let record = self.cache_record(a);
+            if let Ok(c) = CachedPeer::decode(&record)
+                && self.cache.len() < PEER_CACHE_MAX
+            {
+                self.cache.insert(a, c);
+            }
             self.peers.remove(&a);
             self.events
                 .push_back(Event::PeerEvicted { address: a, record });
@@ -740,7 +747,7 @@ impl Node {
             .retain(|_, g| now - g.last_used < 2 * HOUSEKEEPING_MS);
         self.unite_gate
             .retain(|_, t| now - *t < 2 * HOUSEKEEPING_MS);
-        self.whois_sent.retain(|_, t| now - *t < HOUSEKEEPING_MS);
+        self.whois_sent.retain(|_, t| now - *t < QUEUE_RETRY_MS);
         self.surface
             .retain(|_, (_, t)| now - *t < SURFACE_TIMEOUT_MS);
         self.pending_rendezvous

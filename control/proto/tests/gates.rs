@@ -174,3 +174,27 @@ fn push_direct_paths_is_rate_limited_and_probes_new_addresses() {
         "{out:?}"
     );
 }
+
+#[test]
+fn packets_queued_for_a_peer_without_route_expire_after_5_s() {
+    let mut b = Bench::new();
+    // The peer is known (its HELLO was accepted) but has no confirmed path, and this node is
+    // itself the only root: nothing can carry the message.
+    let dest = b.peer.address();
+    b.node
+        .send_user_message(T0 + 1_000, dest, 0x1_0000, b"nowhere to go");
+    assert!(b.drain().iter().all(|t| t.to != b.from
+        || t.data.len() < 28
+        || b.verbs(std::slice::from_ref(t)) != vec![Verb::USER_MESSAGE]));
+    let mut now = T0 + 1_000;
+    while now < T0 + 8_000 {
+        now += 500;
+        b.node.handle_timeout(now);
+        b.drain();
+    }
+    assert!(b.node.stats().queue_drops >= 1, "{:?}", b.node.stats());
+    assert!(
+        b.node.poll_timeout() - now > 500,
+        "no more 500 ms queue retries once it expired"
+    );
+}

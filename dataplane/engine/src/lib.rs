@@ -63,6 +63,8 @@ pub enum DropReason {
     Loop,
     /// Our own packet came back.
     FromSelf,
+    /// Reserved destination address or oversized datagram.
+    Invalid,
 }
 
 /// What to do with one received datagram.
@@ -180,6 +182,9 @@ impl Engine {
         }
         if !t.relay {
             return Verdict::Drop(DropReason::NotRelaying);
+        }
+        if dest.is_reserved() || data.len() > weft_wire::packet::MAX_PACKET_LEN {
+            return Verdict::Drop(DropReason::Invalid);
         }
         let mut out = data.to_vec();
         if let Err(r) = increment_hops(&mut out, fragment) {

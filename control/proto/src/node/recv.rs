@@ -24,6 +24,8 @@ const ECHO_GATE_MS: i64 = 1000 / 6;
 const CONFIRM_GATE_MS: i64 = 1_000;
 /// Legacy beacon replies, globally. spec: vl1.md §8.9
 const BEACON_GATE_MS: i64 = 2_500;
+/// At most this many identities in one OK(WHOIS).
+const WHOIS_ANSWER_MAX: usize = 4;
 /// WHOIS answers per requesting peer (unless we are an upstream).
 const WHOIS_ANSWER_GATE_MS: i64 = 100;
 /// PUSH_DIRECT_PATHS counter window and limit; addresses per scope/family per packet.
@@ -216,6 +218,12 @@ impl Node {
         if hello.protocol_version < 4 || hello.identity.address() != source {
             self.stats.malformed += 1;
             return;
+        }
+        // A peer we evicted or knew before a restart comes back from the cache without a new
+        // validation; a different key for a cached address is then a collision.
+        // spec: vl1.md §8.14
+        if !self.peers.contains_key(&source) {
+            self.restore_from_cache(now, source);
         }
         match self.peers.get(&source).map(|p| p.identity.clone()) {
             Some(known) if known == hello.identity => {
@@ -449,7 +457,8 @@ impl Node {
                     });
                 }
                 if hops == 0 {
-                    latency = Some((now - o.timestamp_echo as i64).clamp(0, 0xfffe) as u32);
+                    latency =
+                        Some(now.wrapping_sub(o.timestamp_echo as i64).clamp(0, 0xfffe) as u32);
                     if let Some(InetAddress::Ip(me)) = o.your_address {
                         self.learn_surface(now, source, local, from, me);
                     }
@@ -558,7 +567,9 @@ impl Node {
         }
         let mut body = Vec::new();
         let mut found: Vec<Identity> = Vec::new();
-        for a in w.addresses.iter().take(64) {
+        // 1.14 asks for one address and reads only the first identity of the answer; answering
+        // at most a few keeps a forged request from being amplified.
+        for a in w.addresses.iter().take(WHOIS_ANSWER_MAX) {
             if *a == self.address() {
                 found.push(self.identity.to_public());
             } else if let Some(p) = self.peers.get(a) {
@@ -676,7 +687,7 @@ impl Node {
             return;
         };
         if now - peer.last_push_direct_paths <= PDP_WINDOW_MS {
-            peer.push_direct_paths_count += 1;
+            peer.push_direct_paths_count = peer.push_direct_paths_count.saturating_add(1);
         } else {
             peer.push_direct_paths_count = 0;
         }

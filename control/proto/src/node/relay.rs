@@ -12,6 +12,8 @@ use weft_wire::verbs::Rendezvous;
 use super::Node;
 use crate::{LocalSocket, Timestamp};
 
+/// Pairs remembered by the unite gate (a full table fails closed: no introduction).
+const UNITE_GATE_MAX: usize = 65_536;
 /// RENDEZVOUS per unordered pair.
 const UNITE_GATE_MS: i64 = 30_000;
 
@@ -36,7 +38,10 @@ impl Node {
                 Address::from_slice(&data[13..]),
             )
         };
-        if source == Some(self.address()) {
+        if source == Some(self.address())
+            || dest.is_reserved()
+            || data.len() > weft_wire::packet::MAX_PACKET_LEN
+        {
             return;
         }
         if weft_engine::increment_hops(&mut data, fragment).is_err() {
@@ -65,10 +70,10 @@ impl Node {
         {
             self.stats.relayed += 1;
             self.emit(now, u, Some(local), to, data, None);
-            if let Some(src) = source
-                && self.peers.contains_key(&src)
-            {
-                self.unite(now, u, src);
+            if let Some(src) = source {
+                // 1.14 introduces without a limit here; a spoofed head would then buy two
+                // RENDEZVOUS and a round of punching per datagram, so weft applies the pair gate.
+                self.unite_if_due(now, u, src);
             }
         }
     }
@@ -79,6 +84,9 @@ impl Node {
             return;
         }
         let pair = if src < dest { (src, dest) } else { (dest, src) };
+        if self.unite_gate.len() >= UNITE_GATE_MAX && !self.unite_gate.contains_key(&pair) {
+            return;
+        }
         let due = self
             .unite_gate
             .get(&pair)

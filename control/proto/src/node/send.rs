@@ -14,6 +14,8 @@ use crate::{LocalSocket, Timestamp, Transmit};
 
 /// Per-address WHOIS gate.
 const WHOIS_GATE_MS: i64 = 500;
+/// At most this many addresses are being asked about at once.
+const WHOIS_PENDING_MAX: usize = 4096;
 /// Best-upstream window: an upstream not heard from for this long is worst.
 const UPSTREAM_QUIET_MS: i64 = 500_000;
 
@@ -57,8 +59,12 @@ impl Node {
             Packet::new_checked(&mut p[..]).ok()?.set_fragmented(true);
         }
         armor(&mut p, &peer.key, peer.cipher()).ok()?;
-        let wire_id = u64::from_be_bytes(p[..8].try_into().ok()?);
-        self.expecting.register(wire_id);
+        // Only requests expect an OK; registering our replies too would let a chatty peer flush
+        // the table and make us ignore the OKs we do wait for.
+        if !matches!(verb, Verb::OK | Verb::ERROR | Verb::NOP | Verb::RENDEZVOUS) {
+            let wire_id = u64::from_be_bytes(p[..8].try_into().ok()?);
+            self.expecting.register(wire_id);
+        }
         Some(p)
     }
 
@@ -108,6 +114,19 @@ impl Node {
     /// the best upstream, else an expired path; fragments at the physical MTU.
     /// spec: vl1.md §8.2
     pub(crate) fn send(&mut self, now: Timestamp, dest: Address, verb: Verb, payload: &[u8]) {
+        self.send_since(now, now, dest, verb, payload);
+    }
+
+    /// [`Node::send`] for a packet first queued at `since` (queued packets keep their age, so
+    /// they expire 5 s after they were first sent, whatever happens in between).
+    pub(crate) fn send_since(
+        &mut self,
+        now: Timestamp,
+        since: Timestamp,
+        dest: Address,
+        verb: Verb,
+        payload: &[u8],
+    ) {
         if dest == self.address() {
             return;
         }
@@ -117,7 +136,7 @@ impl Node {
                 self.stats.queue_drops += 1;
             }
             self.tx_queue.push_back(Queued {
-                since: now,
+                since,
                 dest,
                 verb,
                 payload: payload.to_vec(),
@@ -127,9 +146,13 @@ impl Node {
         }
         let route = self.route(now, dest);
         let Some((local, to, via)) = route else {
-            if self.tx_queue.len() < QUEUE_LEN {
+            if now - since < super::QUEUE_TIMEOUT_MS {
+                if self.tx_queue.len() >= QUEUE_LEN {
+                    self.tx_queue.pop_front();
+                    self.stats.queue_drops += 1;
+                }
                 self.tx_queue.push_back(Queued {
-                    since: now,
+                    since,
                     dest,
                     verb,
                     payload: payload.to_vec(),
@@ -218,6 +241,13 @@ impl Node {
         let Some(u) = self.best_upstream(now, None) else {
             return;
         };
+        if self.whois_sent.len() >= WHOIS_PENDING_MAX {
+            self.whois_sent.retain(|_, t| now - *t < WHOIS_GATE_MS);
+            if self.whois_sent.len() >= WHOIS_PENDING_MAX {
+                // Under a flood of unknown sources: wait for the gate entries to age out.
+                return;
+            }
+        }
         self.whois_sent.insert(a, now);
         let mut payload = Vec::new();
         Whois { addresses: vec![a] }.encode(&mut payload);
