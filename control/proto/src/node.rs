@@ -42,6 +42,15 @@ pub(crate) const PENDING_RENDEZVOUS_MAX: usize = 64;
 /// Self-awareness entries expire after this long.
 pub(crate) const SURFACE_TIMEOUT_MS: i64 = 600_000;
 
+/// Appends to a bounded queue, evicting (and counting) the oldest entry when it is full.
+pub(crate) fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, drops: &mut u64) {
+    if queue.len() >= QUEUE_LEN {
+        queue.pop_front();
+        *drops += 1;
+    }
+    queue.push_back(item);
+}
+
 /// A packet from an unknown source, parked until its identity arrives.
 #[derive(Debug)]
 pub(crate) struct Parked {

@@ -13,7 +13,7 @@ use weft_wire::verbs::{
 };
 use weft_wire::{Address, ArmorError, Identity, InetAddress, World, WorldType, armor};
 
-use super::{Node, Parked, QUEUE_LEN};
+use super::{Node, Parked, push_bounded};
 use crate::path::PeerPath;
 use crate::peer::RemoteVersion;
 use crate::{Event, LocalSocket, Timestamp};
@@ -145,17 +145,14 @@ impl Node {
             return;
         }
         if !self.peers.contains_key(&source) && !self.restore_from_cache(now, source) {
-            if self.rx_queue.len() >= QUEUE_LEN {
-                self.rx_queue.pop_front();
-                self.stats.queue_drops += 1;
-            }
-            self.rx_queue.push_back(Parked {
+            let parked = Parked {
                 since: now,
                 local,
                 from,
                 source,
                 packet: pkt,
-            });
+            };
+            push_bounded(&mut self.rx_queue, parked, &mut self.stats.queue_drops);
             self.whois(now, source);
             return;
         }

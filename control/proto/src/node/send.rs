@@ -9,7 +9,7 @@ use weft_wire::packet::{self, MAX_PACKET_LEN, Packet, Verb};
 use weft_wire::verbs::{Hello, MoonRef, Whois};
 use weft_wire::{Address, CipherSuite, InetAddress, armor};
 
-use super::{Node, QUEUE_LEN, Queued};
+use super::{Node, Queued, push_bounded};
 use crate::{LocalSocket, Timestamp, Transmit};
 
 /// Per-address WHOIS gate.
@@ -131,32 +131,26 @@ impl Node {
             return;
         }
         if !self.peers.contains_key(&dest) && !self.restore_from_cache(now, dest) {
-            if self.tx_queue.len() >= QUEUE_LEN {
-                self.tx_queue.pop_front();
-                self.stats.queue_drops += 1;
-            }
-            self.tx_queue.push_back(Queued {
+            let q = Queued {
                 since,
                 dest,
                 verb,
                 payload: payload.to_vec(),
-            });
+            };
+            push_bounded(&mut self.tx_queue, q, &mut self.stats.queue_drops);
             self.whois(now, dest);
             return;
         }
         let route = self.route(now, dest);
         let Some((local, to, via)) = route else {
             if now - since < super::QUEUE_TIMEOUT_MS {
-                if self.tx_queue.len() >= QUEUE_LEN {
-                    self.tx_queue.pop_front();
-                    self.stats.queue_drops += 1;
-                }
-                self.tx_queue.push_back(Queued {
+                let q = Queued {
                     since,
                     dest,
                     verb,
                     payload: payload.to_vec(),
-                });
+                };
+                push_bounded(&mut self.tx_queue, q, &mut self.stats.queue_drops);
             } else {
                 self.stats.queue_drops += 1;
             }
