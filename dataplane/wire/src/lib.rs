@@ -19,6 +19,7 @@ mod hashcash;
 pub mod identity;
 pub mod inet;
 pub mod packet;
+pub mod rules;
 pub mod signature;
 pub mod tcp_tunnel;
 pub mod verbs;
