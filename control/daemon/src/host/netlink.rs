@@ -277,8 +277,11 @@ impl Netlink {
             match self.del_addr(ifindex, *a).await {
                 Ok(()) => {
                     applied.addrs.retain(|x| x != a);
-                    // The kernel drops routes whose source was this address along with it.
-                    applied.routes.retain(|r| r.src != a.addr());
+                    // The kernel drops IPv4 routes whose source was this address along with it
+                    // (IPv6 routes lose their source instead; the plan removed those before).
+                    if a.addr().is_ipv4() {
+                        applied.routes.retain(|r| r.src != a.addr());
+                    }
                 }
                 Err(error) => report.failures.push(ApplyFailure { error }),
             }

@@ -342,7 +342,7 @@ fn tap_with_managed_addresses_routes_and_arp() {
 }
 
 #[test]
-fn tap_options_kernel_names_and_a_data_path_between_queues() {
+fn tap_options_and_kernel_chosen_names() {
     let ns = Netns::new();
     ns.run(|| {
         // An empty name lets the kernel choose.
