@@ -5,10 +5,15 @@
 //! and physical paths (never the identity secret). The engine takes received datagrams and
 //! returns a [`Verdict`] for each: handled here (today: root relaying, the hot path of a root),
 //! or handed up to the control plane. It is pure and deterministic: no I/O, no clock, no locks.
+//!
+//! The I/O back-ends live apart in [`io`] (Linux only): today the TAP device of a virtual network.
+//! They are the only code here that touches the OS, and the only code allowed `unsafe`.
 //! spec: vl1.md §3.9, §8.3; design: shared/design/architecture.md (the boundary between the
 //! planes)
-#![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[cfg(target_os = "linux")]
+pub mod io;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
