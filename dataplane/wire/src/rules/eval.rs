@@ -672,7 +672,7 @@ fn match_rule(rule: &Rule, ctx: &EvalContext<'_, '_>, zt_dest: Address, st: &mut
 }
 
 /// Reads the INTEGER_RANGE value. spec: vl2.md §15.3 — big-endian reads `n` bytes starting at
-/// `index + 8 − n` **[quirk]**, little-endian at `index`; out of frame ⇒ 0; masked to width.
+/// `index + 8 − n` **\[quirk\]**, little-endian at `index`; out of frame ⇒ 0; masked to width.
 fn integer_at(p: &[u8], index: u16, format: u8) -> u64 {
     let bits = u32::from(format & 63) + 1;
     let n = bits.div_ceil(8) as usize;

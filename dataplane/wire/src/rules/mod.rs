@@ -116,7 +116,7 @@ pub enum RuleKind {
     Redirect(Forward),
     /// 5: stop evaluating this list (no match).
     Break,
-    /// 6: accept with a QoS bucket (the bucket is not serialized, L = 0) **[quirk]**.
+    /// 6: accept with a QoS bucket (the bucket is not serialized, L = 0) **\[quirk\]**.
     Priority,
     /// 24: source ZeroTier address equals.
     SourceZtAddress(Address),
