@@ -13,6 +13,7 @@ pub mod armor;
 pub mod compress;
 pub mod crypto;
 pub mod dictionary;
+pub mod ethernet;
 pub mod fragment;
 pub mod fuzzing;
 mod hashcash;
