@@ -131,9 +131,9 @@ pub fn allocate_v4(
             continue;
         }
         let len = e - s;
-        let mut counter = member.to_u64() & 0xffff_ffff;
+        let start_counter = member.to_u64() & 0xffff_ffff;
         let trials = (u64::from(len) + 1).min(MAX_POOL_TRIALS);
-        for _ in 0..trials {
+        for counter in start_counter..start_counter + trials {
             // the range end itself is never chosen when len > 0 (modulo len) — quirk kept
             let ip = if len > 0 {
                 // counter % len < len ≤ u32::MAX, and s + it ≤ e
@@ -141,7 +141,6 @@ pub fn allocate_v4(
             } else {
                 s
             };
-            counter += 1;
             if ip & 0xff == 0xff {
                 continue;
             }
@@ -277,30 +276,34 @@ pub fn assign(input: &AssignInput<'_>, rng: &mut impl RngCore) -> Assignment {
             }
         }
     }
-    if auto && input.v6_mode.zt && !have_v6 {
-        if let Some(n) = allocate_v6(
+    if auto
+        && input.v6_mode.zt
+        && !have_v6
+        && let Some(n) = allocate_v6(
             input.pools,
             input.routes,
             input.member,
             input.taken,
             input.assigned,
             rng,
-        ) {
-            out.allocated.push(IpAddr::V6(n.addr()));
-            out.static_ips.push(IpNet::V6(n));
-        }
+        )
+    {
+        out.allocated.push(IpAddr::V6(n.addr()));
+        out.static_ips.push(IpNet::V6(n));
     }
-    if auto && input.v4_mode.zt && !have_v4 {
-        if let Some(n) = allocate_v4(
+    if auto
+        && input.v4_mode.zt
+        && !have_v4
+        && let Some(n) = allocate_v4(
             input.pools,
             input.routes,
             input.member,
             input.taken,
             input.assigned,
-        ) {
-            out.allocated.push(IpAddr::V4(n.addr()));
-            out.static_ips.push(IpNet::V4(n));
-        }
+        )
+    {
+        out.allocated.push(IpAddr::V4(n.addr()));
+        out.static_ips.push(IpNet::V4(n));
     }
     out.static_ips.truncate(MAX_STATIC_IPS);
     out
