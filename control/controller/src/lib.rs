@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod ipalloc;
+pub mod plan;
 pub mod store;
 
 pub use store::{MemberRecord, MemoryStore, NetworkRecord, Saved, Store, StoreError};
