@@ -14,6 +14,7 @@ pub mod compress;
 pub mod credential;
 pub mod crypto;
 pub mod dictionary;
+pub mod ethernet;
 pub mod fragment;
 pub mod fuzzing;
 mod hashcash;

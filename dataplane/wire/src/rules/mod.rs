@@ -10,6 +10,19 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::address::Address;
 use crate::verbs::vl2::Mac;
 
+pub mod eval;
+pub mod filter;
+#[cfg(feature = "json")]
+pub mod json;
+#[cfg(test)]
+mod testutil;
+
+pub use eval::{
+    CopyTarget, Direction, EvalContext, FrameError, FrameInfo, ListOutcome, ListResult, LocalView,
+    Membership, evaluate_list,
+};
+pub use filter::{Decision, FilterVerdict, FrameCopy, Redirect};
+
 /// Most rules in a config's base rule table (`R`). spec: vl2.md §11
 pub const MAX_NETWORK_RULES: usize = 1024;
 /// Most rules in one capability. spec: vl2.md §13.2
