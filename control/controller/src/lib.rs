@@ -9,8 +9,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod ipalloc;
+pub mod issue;
 pub mod plan;
 pub mod store;
 
+pub use controller::{Controller, ControllerError, ControllerOutput};
 pub use store::{MemberRecord, MemoryStore, NetworkRecord, Saved, Store, StoreError};

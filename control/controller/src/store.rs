@@ -116,6 +116,17 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Inserts a network exactly as given (revision untouched), as loading a database at
+    /// startup does. spec: controller.md §8.2
+    pub fn load_network(&mut self, record: NetworkRecord) {
+        self.networks.insert(record.id, record);
+    }
+
+    /// Inserts a member exactly as given (revision untouched). spec: controller.md §8.2
+    pub fn load_member(&mut self, record: MemberRecord) {
+        self.members.insert((record.nwid, record.id), record);
+    }
 }
 
 fn put<K: Ord, T: Revisioned>(map: &mut BTreeMap<K, T>, key: K, record: T) -> Saved<T> {
