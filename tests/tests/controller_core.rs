@@ -507,3 +507,63 @@ fn network_change_pushes_to_online_members_only() {
     c.create_network(132_000, nwid, same, &mut rng()).unwrap();
     assert!(c.poll_output().is_none());
 }
+
+#[test]
+fn sso_required_error_shape_and_expiry_revocation() {
+    let nwid = nwid();
+    let mut n = reference_network();
+    n.sso_enabled = true;
+    let mut b = reference_member("1b56912874");
+    b.authentication_expiry_time = 0;
+    let mut a = reference_member("f6372234a7");
+    a.authentication_expiry_time = 50_000;
+    let mut c = controller_with(&[a, b]);
+    c.store_mut().load_network(n);
+    let md = metadata_1_14_1();
+    // expired (0 ≤ now): NETWORK_AUTHENTICATION_REQUIRED + nwid + len + {aV=0, aU=}
+    c.handle_request(
+        10_000,
+        nwid,
+        &member_identity("1b56912874"),
+        &md,
+        7,
+        None,
+        &mut rng(),
+    )
+    .unwrap();
+    let (code, payload) = error_of(&drain(&mut c));
+    assert_eq!(code, ErrorCode::NETWORK_AUTHENTICATION_REQUIRED);
+    let dict = b"aV=0000000000000000\naU=";
+    let mut want = nwid.0.to_be_bytes().to_vec();
+    want.extend_from_slice(&(dict.len() as u16).to_be_bytes());
+    want.extend_from_slice(dict);
+    assert_eq!(payload, want);
+    // not yet expired: a config carrying ssoe=1 and aexpt, and an expiry check at 50 s
+    c.handle_request(
+        10_000,
+        nwid,
+        &member_identity("f6372234a7"),
+        &md,
+        8,
+        None,
+        &mut rng(),
+    )
+    .unwrap();
+    let out = drain(&mut c);
+    let [ControllerOutput::Config { chunks, .. }] = &out[..] else {
+        panic!("{out:?}");
+    };
+    let d = Dictionary::parse(&reassemble(chunks, nwid)).unwrap();
+    assert_eq!(d.get_bool("ssoe"), Some(true));
+    assert_eq!(d.get_u64("aexpt"), Some(50_000));
+    assert_eq!(c.poll_timeout(), Some(50_000));
+    c.handle_timeout(49_999, &mut rng()).unwrap();
+    assert!(c.poll_output().is_none());
+    c.handle_timeout(50_000, &mut rng()).unwrap();
+    let out = drain(&mut c);
+    assert!(
+        matches!(&out[..], [ControllerOutput::Credentials { to, .. }] if to.to_string() == "f6372234a7"),
+        "{out:?}"
+    );
+    assert_eq!(c.poll_timeout(), None);
+}
