@@ -51,29 +51,8 @@ pub fn config_routes(records: &[RouteRecord]) -> Vec<ConfigRoute> {
         .collect()
 }
 
-/// The RFC4193-style address of `member` on `nwid` (its netmask is [`RFC4193_BITS`]).
-/// spec: vl2.md §4.1
-pub fn rfc4193(nwid: NetworkId, member: Address) -> Ipv6Addr {
-    let mut b = [0u8; 16];
-    b[0] = 0xfd;
-    b[1..9].copy_from_slice(&nwid.0.to_be_bytes());
-    b[9] = 0x99;
-    b[10] = 0x93;
-    b[11..16].copy_from_slice(&member.to_bytes());
-    Ipv6Addr::from(b)
-}
-
-/// The 6PLANE address of `member` on `nwid` (advertised with [`SIXPLANE_BITS`]).
-/// spec: vl2.md §4.2
-pub fn sixplane(nwid: NetworkId, member: Address) -> Ipv6Addr {
-    let h = ((nwid.0 ^ (nwid.0 >> 32)) & 0xffff_ffff) as u32;
-    let mut b = [0u8; 16];
-    b[0] = 0xfc;
-    b[1..5].copy_from_slice(&h.to_be_bytes());
-    b[5..10].copy_from_slice(&member.to_bytes());
-    b[15] = 0x01;
-    Ipv6Addr::from(b)
-}
+// The derived addresses are wire facts (vl2.md §4.1, §4.2): one implementation, in weft-wire.
+pub use weft_wire::netaddr::{rfc4193, sixplane};
 
 /// The prefix length an explicitly assigned `ip` is sent with: the largest among the routes
 /// (any via) containing it; `None` if no route with a non-zero prefix contains it (such IPs are
