@@ -6,29 +6,8 @@ use crate::address::{Address, NetworkId};
 use crate::identity::Identity;
 use crate::signature::SIGNATURE_LEN;
 
-/// A 48-bit Ethernet MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Mac(pub [u8; 6]);
-
-impl std::fmt::Display for Mac {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-/// A multicast group: MAC and 32-bit ADI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MulticastGroup {
-    /// Group MAC.
-    pub mac: Mac,
-    /// Additional distinguishing information (e.g. IPv4 address for ARP).
-    pub adi: u32,
-}
+/// Moved to [`crate::mac`]; re-exported so the old paths keep working.
+pub use crate::mac::{Mac, MulticastGroup};
 
 fn group(r: &mut Reader<'_>) -> Result<MulticastGroup, VerbError> {
     Ok(MulticastGroup {
