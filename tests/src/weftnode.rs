@@ -403,6 +403,41 @@ impl WeftNode {
         }
     }
 
+    /// A request with a JSON body to the local API; returns the status code and body (retries
+    /// the connection like [`WeftNode::api`]).
+    pub fn api_body(&self, lab: &Lab, method: &str, path: &str, body: &Value) -> (u16, String) {
+        let token = self.authtoken(lab);
+        let text = body.to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match lab.in_ns(&self.ns, || http_request_body(method, path, &token, &text)) {
+                Ok(resp) => return resp,
+                Err(e) => {
+                    self.assert_running(lab);
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: {method} {path} on the local API failed: {e}",
+                        self.label
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// `POST <path>` with a JSON body; must answer 200 with JSON.
+    #[track_caller]
+    pub fn api_post(&self, lab: &Lab, path: &str, body: &Value) -> Value {
+        let (code, text) = self.api_body(lab, "POST", path, body);
+        assert_eq!(
+            code, 200,
+            "{}: POST {path} answered {code}: {text}",
+            self.label
+        );
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: POST {path} is not JSON ({e}): {text}", self.label))
+    }
+
     /// `GET <path>` on the local API, which must answer 200 with JSON.
     #[track_caller]
     pub fn api_get(&self, lab: &Lab, path: &str) -> Value {
@@ -512,6 +547,15 @@ pub fn newest_path_receive(peer: &Value) -> i64 {
 
 /// A minimal HTTP/1.1 request to `127.0.0.1:PORT` (call inside the node's namespace).
 fn http_request(method: &str, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+    http_request_body(method, path, token, "")
+}
+
+fn http_request_body(
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], PORT));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -519,7 +563,8 @@ fn http_request(method: &str, path: &str, token: &str) -> std::io::Result<(u16, 
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\nX-ZT1-Auth: {token}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     s.flush()?;
     let mut r = BufReader::new(s);

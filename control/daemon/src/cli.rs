@@ -1,5 +1,6 @@
 //! Client commands that talk to a running daemon through the local API, with zerotier-cli's
-//! output formats: `info`, `listpeers`, `peers`, `listmoons`, `orbit`, `deorbit`, `ping`.
+//! output formats: `info`, `listpeers`, `peers`, `listnetworks`, `join`, `leave`, `listmoons`,
+//! `orbit`, `deorbit`, `ping`.
 //! spec: service.md §6
 
 use std::path::PathBuf;
@@ -52,6 +53,18 @@ pub(crate) enum ClientCommand {
     Deorbit {
         /// World id (hex).
         world_id: String,
+    },
+    /// Joined networks, one line each (zerotier-cli listnetworks).
+    Listnetworks,
+    /// Join a network.
+    Join {
+        /// Network id (16 hex digits).
+        network_id: String,
+    },
+    /// Leave a network.
+    Leave {
+        /// Network id (16 hex digits).
+        network_id: String,
     },
     /// Send traffic to a peer (weft: a USER_MESSAGE through the normal send path).
     Ping {
@@ -237,6 +250,23 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Ping { address } => {
             c.call("ping", "POST", &format!("/unstable/ping/{address}"), None)
         }
+        ClientCommand::Listnetworks => c.call("listnetworks", "GET", "/network", None),
+        ClientCommand::Join { network_id } | ClientCommand::Leave { network_id } => {
+            if network_id.len() != 16 || u64::from_str_radix(network_id, 16).is_err() {
+                println!("invalid network id");
+                return Ok(ExitCode::from(2));
+            }
+            if matches!(cmd, ClientCommand::Join { .. }) {
+                c.call(
+                    "join",
+                    "POST",
+                    &format!("/network/{network_id}"),
+                    Some(serde_json::json!({})),
+                )
+            } else {
+                c.call("leave", "DELETE", &format!("/network/{network_id}"), None)
+            }
+        }
     };
     let v = match reply {
         Reply::Ok(v) => v,
@@ -307,6 +337,35 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Orbit { .. } => println!("200 orbit OK"),
         ClientCommand::Deorbit { .. } => println!("200 deorbit OK"),
         ClientCommand::Ping { .. } => println!("200 ping OK"),
+        ClientCommand::Join { .. } => println!("200 join OK"),
+        ClientCommand::Leave { .. } => println!("200 leave OK"),
+        ClientCommand::Listnetworks => {
+            println!(
+                "200 listnetworks <nwid> <name> <mac> <status> <type> <dev> <ZT assigned ips>"
+            );
+            for n in v.as_array().into_iter().flatten() {
+                let ips: Vec<&str> = n["assignedAddresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "200 listnetworks {} {} {} {} {} {} {}",
+                    n["nwid"].as_str().unwrap_or("-"),
+                    n["name"].as_str().unwrap_or(""),
+                    n["mac"].as_str().unwrap_or("-"),
+                    n["status"].as_str().unwrap_or("-"),
+                    n["type"].as_str().unwrap_or("-"),
+                    n["portDeviceName"].as_str().unwrap_or("-"),
+                    if ips.is_empty() {
+                        "-".to_string()
+                    } else {
+                        ips.join(",")
+                    }
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

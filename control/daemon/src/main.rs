@@ -4,8 +4,6 @@
 
 mod cli;
 mod fsutil;
-// Host integration of virtual networks; not yet called from the daemon's loop.
-#[allow(dead_code)]
 mod host;
 mod idtool;
 mod service;

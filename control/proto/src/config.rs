@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub physical_mtu: usize,
     /// Software version advertised (major, minor, revision).
     pub version: (u8, u8, u16),
+    /// This node runs a network controller: NETWORK_CONFIG_REQUESTs become
+    /// [`crate::Event::ConfigRequest`] instead of ERROR(UNSUPPORTED_OPERATION).
+    pub controller: bool,
 }
 
 impl NodeConfig {
@@ -61,6 +64,7 @@ impl NodeConfig {
             trusted_paths: Vec::new(),
             physical_mtu: weft_wire::packet::DEFAULT_PHYSICAL_MTU,
             version: (1, 14, 1),
+            controller: false,
         }
     }
 }

@@ -2,7 +2,12 @@
 
 use std::net::SocketAddr;
 
-use weft_wire::{Address, Identity};
+use std::sync::Arc;
+
+use weft_wire::netconf::NetworkConfig;
+use weft_wire::{Address, Identity, NetworkId};
+
+use crate::NetworkStatus;
 
 /// Milliseconds since the Unix epoch (the driver's clock, or virtual time in simulations). The
 /// node tolerates clock jumps in both directions but assumes a plausible clock (well inside
@@ -76,5 +81,44 @@ pub enum Event {
         address: Address,
         /// Serialized peer-cache record (see [`crate::peer_cache`]).
         record: Vec<u8>,
+    },
+    /// A member asks for a network config (this node runs a controller, or the request is our
+    /// own for a network we control). Answer with [`crate::Node::send_network_config`] or
+    /// [`crate::Node::send_network_config_error`]; `packet_id` is `u64::MAX` for our own request.
+    ConfigRequest {
+        /// The network.
+        network_id: NetworkId,
+        /// The requester's identity.
+        requester: Identity,
+        /// The request's packet id (the in-re id of the answer).
+        packet_id: u64,
+        /// The metadata dictionary.
+        metadata: Vec<u8>,
+        /// Physical source if the request came directly.
+        physical: Option<SocketAddr>,
+    },
+    /// A new network config was accepted: apply it to the port (MTU, addresses, routes) and,
+    /// when `dictionary` is set, persist it as `networks.d/<nwid>.conf`.
+    NetworkConfigured {
+        /// The network.
+        network_id: NetworkId,
+        /// The parsed config.
+        config: Arc<NetworkConfig>,
+        /// The serialized dictionary to persist (`None` for ad-hoc networks).
+        dictionary: Option<Vec<u8>>,
+    },
+    /// A network's status changed.
+    NetworkStatus {
+        /// The network.
+        network_id: NetworkId,
+        /// The new status.
+        status: NetworkStatus,
+    },
+    /// An Ethernet frame to write to the network's local port.
+    TapFrame {
+        /// The network.
+        network_id: NetworkId,
+        /// The frame (destination MAC, source MAC, ethertype, payload).
+        frame: Vec<u8>,
     },
 }

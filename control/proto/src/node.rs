@@ -1,23 +1,30 @@
 //! The node: state, public API, timers. Receive, send and relay logic live in the sibling
 //! modules `recv`, `send` and `relay`. spec: vl1.md §5–§8
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, RngCore, SeedableRng};
 use weft_wire::fragment::Reassembler;
-use weft_wire::{Address, Identity, World, WorldType};
+use weft_wire::{Address, Identity, NetworkId, World, WorldType};
 
 use crate::gates::{DuplicateFilter, ExpectingReplies, IdentityValidationGate};
+use crate::network::Network;
+use crate::network::multicast::MulticastState;
 use crate::path::PeerPath;
 use crate::peer::Peer;
 use crate::peer_cache::CachedPeer;
 use crate::{Event, LocalSocket, NodeConfig, Timestamp, Transmit};
 
+mod filter;
 mod recv;
 mod relay;
 mod send;
+mod vl2;
+mod vl2_frames;
+
+use vl2::Held;
 
 /// Ping check interval. spec: vl1.md §8.8
 pub(crate) const PING_CHECK_MS: i64 = 5_000;
@@ -97,6 +104,12 @@ pub struct NodeStats {
     pub relayed: u64,
     /// Packets dropped because a queue was full or timed out.
     pub queue_drops: u64,
+    /// Ethernet frames delivered to local ports.
+    pub frames_in: u64,
+    /// Ethernet frames sent to members (per recipient).
+    pub frames_out: u64,
+    /// Ethernet frames dropped (rules, bridging checks, disabled multicast...).
+    pub frames_dropped: u64,
 }
 
 /// How a peer relates to this node.
@@ -186,6 +199,19 @@ pub struct Node {
     pub(crate) last_housekeeping: Timestamp,
     pub(crate) last_queue_retry: Timestamp,
     pub(crate) stats: NodeStats,
+    /// Joined networks. spec: vl2.md §18
+    pub(crate) networks: BTreeMap<NetworkId, Network>,
+    /// (network, member) → when the local controller last sent it a config.
+    pub(crate) controller_auth: HashMap<(NetworkId, Address), Timestamp>,
+    /// Last NETWORK_CREDENTIALS processed per sender.
+    pub(crate) credential_gate: HashMap<Address, Timestamp>,
+    /// Packets held for credentials (gate failures) or for a signer's identity.
+    pub(crate) held: VecDeque<Held>,
+    /// Set while held packets are being retried (their original arrival time).
+    pub(crate) retrying_held: Option<Timestamp>,
+    /// What a root learns from LIKEs on networks it has not joined (answers GATHERs).
+    pub(crate) root_multicast: HashMap<NetworkId, MulticastState>,
+    pub(crate) last_network_tick: Timestamp,
 }
 
 impl Node {
@@ -233,6 +259,13 @@ impl Node {
             last_housekeeping: now,
             last_queue_retry: now,
             stats: NodeStats::default(),
+            networks: BTreeMap::new(),
+            controller_auth: HashMap::new(),
+            credential_gate: HashMap::new(),
+            held: VecDeque::new(),
+            retrying_held: None,
+            root_multicast: HashMap::new(),
+            last_network_tick: now,
         };
         node.add_root_peers(now);
         node.update_online(now);
@@ -373,7 +406,11 @@ impl Node {
     pub fn poll_timeout(&self) -> Timestamp {
         let mut t = (self.last_ping_check.saturating_add(PING_CHECK_MS))
             .min(self.last_housekeeping.saturating_add(HOUSEKEEPING_MS));
-        if !self.rx_queue.is_empty() || !self.tx_queue.is_empty() {
+        t = t.min(
+            self.last_network_tick
+                .saturating_add(crate::network::NETWORK_TICK_MS),
+        );
+        if !self.rx_queue.is_empty() || !self.tx_queue.is_empty() || !self.held.is_empty() {
             t = t.min(self.last_queue_retry.saturating_add(QUEUE_RETRY_MS));
         }
         if let Some(due) = self.pending_probes.iter().map(|p| p.0).min() {
@@ -388,6 +425,7 @@ impl Node {
             self.last_ping_check = now - PING_CHECK_MS;
             self.last_housekeeping = now;
             self.last_queue_retry = now;
+            self.last_network_tick = now;
         }
         if self.pending_probes.iter().any(|p| p.0 <= now) {
             let (due, later): (Vec<_>, Vec<_>) =
@@ -400,6 +438,13 @@ impl Node {
         if now - self.last_queue_retry >= QUEUE_RETRY_MS {
             self.last_queue_retry = now;
             self.retry_queues(now);
+            if !self.held.is_empty() {
+                self.retry_held(now);
+            }
+        }
+        if now - self.last_network_tick >= crate::network::NETWORK_TICK_MS {
+            self.last_network_tick = now;
+            self.networks_tick(now);
         }
         if now - self.last_ping_check >= PING_CHECK_MS {
             self.last_ping_check = now;
@@ -761,5 +806,10 @@ impl Node {
             .retain(|_, (_, t)| now - *t < SURFACE_TIMEOUT_MS);
         self.pending_rendezvous
             .retain(|_, (_, _, t)| now - *t < QUEUE_TIMEOUT_MS);
+        self.networks_housekeeping(now);
+        for m in self.root_multicast.values_mut() {
+            m.expire(now);
+        }
+        self.root_multicast.retain(|_, m| !m.members.is_empty());
     }
 }

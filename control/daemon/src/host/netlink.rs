@@ -48,6 +48,7 @@ pub enum NetlinkError {
 
 impl NetlinkError {
     /// The errno the kernel answered with, if it was a kernel refusal.
+    #[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
     pub fn errno(&self) -> Option<i32> {
         match self {
             NetlinkError::Request {
@@ -117,6 +118,7 @@ impl Netlink {
     }
 
     /// The addresses on interface `ifindex` (both families, link-local included).
+    #[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
     pub async fn addrs(&self, ifindex: u32) -> Result<Vec<Cidr>, NetlinkError> {
         let op = || format!("list addresses of interface {ifindex}");
         let mut stream = self
@@ -210,6 +212,7 @@ impl Netlink {
 
     /// The managed routes through interface `ifindex` in the main table (protocol static, metric
     /// 5000), as installed.
+    #[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
     pub async fn routes(&self, ifindex: u32) -> Result<Vec<RouteSpec>, NetlinkError> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
@@ -396,6 +399,7 @@ fn route_message(ifindex: u32, route: &RouteSpec) -> RouteMessage {
 
 /// The [`RouteSpec`] of a dumped route if it is one of ours: main table, protocol static, metric
 /// 5000, out of `ifindex`.
+#[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
 fn managed_route_of(msg: &RouteMessage, ifindex: u32) -> Option<RouteSpec> {
     if msg.header.table != RouteHeader::RT_TABLE_MAIN
         || msg.header.protocol != RouteProtocol::Static
@@ -434,6 +438,7 @@ fn managed_route_of(msg: &RouteMessage, ifindex: u32) -> Option<RouteSpec> {
     })
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),

@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use weft_wire::Address;
+use weft_wire::{Address, NetworkId};
+
+use super::controller_api::{ControllerRequest, CtlAnswer};
 
 /// A request from the API to the service loop.
 #[derive(Debug)]
@@ -34,6 +36,24 @@ pub(crate) enum ApiRequest {
     Orbit(u64, Address, oneshot::Sender<Value>),
     /// `DELETE /moon/<id>`.
     Deorbit(u64, oneshot::Sender<Value>),
+    /// `/network` (all) or `/network/<nwid>` (one; `Value::Null` if not joined).
+    Networks(Option<NetworkId>, oneshot::Sender<Value>),
+    /// `POST /network/<nwid>`: join (idempotent) and apply the local settings given.
+    Join(NetworkId, NetworkSettings, oneshot::Sender<Value>),
+    /// `DELETE /network/<nwid>`: leave (`Value::Null` if it was not joined).
+    Leave(NetworkId, oneshot::Sender<Value>),
+    /// `/controller…` requests (handled by the controller in the service loop).
+    Controller(ControllerRequest, oneshot::Sender<CtlAnswer>),
+}
+
+/// The local settings a `POST /network/<nwid>` may carry; only JSON booleans are honoured.
+/// spec: service.md §4.4
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NetworkSettings {
+    pub(crate) allow_managed: Option<bool>,
+    pub(crate) allow_global: Option<bool>,
+    pub(crate) allow_default: Option<bool>,
+    pub(crate) allow_dns: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -64,6 +84,7 @@ enum ApiError {
     BadAddress,
     BadWorldId,
     BadSeed,
+    BadNetworkId,
     NotFound(&'static str),
     Unavailable,
 }
@@ -80,6 +101,10 @@ impl IntoResponse for ApiError {
             ApiError::BadSeed => (
                 StatusCode::BAD_REQUEST,
                 "seed: expected a 10-hex-digit address",
+            ),
+            ApiError::BadNetworkId => (
+                StatusCode::BAD_REQUEST,
+                "network id: expected 16 hex digits",
             ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service is shutting down"),
@@ -185,6 +210,182 @@ async fn deorbit(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
     Ok(Json(ask(&ctx, |tx| ApiRequest::Deorbit(id, tx)).await?))
 }
 
+fn parse_network_id(s: &str) -> Result<NetworkId, ApiError> {
+    if s.len() != 16 {
+        return Err(ApiError::BadNetworkId);
+    }
+    u64::from_str_radix(s, 16)
+        .map(NetworkId)
+        .map_err(|_| ApiError::BadNetworkId)
+}
+
+async fn networks(State(ctx): State<Ctx>) -> ApiResult {
+    Ok(Json(ask(&ctx, |tx| ApiRequest::Networks(None, tx)).await?))
+}
+
+async fn network(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_network_id(&id)?;
+    match ask(&ctx, |tx| ApiRequest::Networks(Some(id), tx)).await? {
+        Value::Null => Err(ApiError::NotFound("network not joined")),
+        v => Ok(Json(v)),
+    }
+}
+
+/// `POST /network/<nwid>`: join, with optional settings (only JSON booleans count; an empty or
+/// invalid body is tolerated, as 1.14 does). spec: service.md §4.4
+async fn join(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let id = parse_network_id(&id)?;
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+    let settings = NetworkSettings {
+        allow_managed: flag("allowManaged"),
+        allow_global: flag("allowGlobal"),
+        allow_default: flag("allowDefault"),
+        allow_dns: flag("allowDNS"),
+    };
+    Ok(Json(
+        ask(&ctx, |tx| ApiRequest::Join(id, settings, tx)).await?,
+    ))
+}
+
+async fn leave(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_network_id(&id)?;
+    match ask(&ctx, |tx| ApiRequest::Leave(id, tx)).await? {
+        Value::Null => Ok(Json(json!({}))),
+        _ => Ok(Json(json!({ "result": true }))),
+    }
+}
+
+async fn ctl(ctx: &Ctx, req: ControllerRequest) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if ctx.tx.send(ApiRequest::Controller(req, tx)).await.is_err() {
+        return ApiError::Unavailable.into_response();
+    }
+    match rx.await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err((code, msg))) => {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if msg.is_empty() {
+                code.into_response()
+            } else {
+                (
+                    code,
+                    Json(json!({ "error": code.as_u16(), "description": msg })),
+                )
+                    .into_response()
+            }
+        }
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+/// A controller-path network id: exactly 16 hex digits (either case). spec: controller.md §7
+fn ctl_nwid(s: &str) -> Option<NetworkId> {
+    (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(s, 16).ok().map(NetworkId))
+        .flatten()
+}
+
+fn ctl_addr(s: &str) -> Option<Address> {
+    (s.len() == 10 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| s.to_ascii_lowercase().parse().ok())
+        .flatten()
+}
+
+fn json_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": 400, "description": format!("body: invalid JSON ({e})") })),
+        )
+            .into_response()
+    })
+}
+
+async fn ctl_info(State(c): State<Ctx>) -> Response {
+    ctl(&c, ControllerRequest::Info).await
+}
+
+async fn ctl_networks(State(c): State<Ctx>) -> Response {
+    ctl(&c, ControllerRequest::Networks).await
+}
+
+async fn ctl_network(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
+    match ctl_nwid(&id) {
+        Some(n) => ctl(&c, ControllerRequest::Network(n)).await,
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn ctl_post_network(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let target = if let Some(prefix) = id.strip_suffix("______")
+        && prefix.len() == 10
+    {
+        Err(prefix.to_string())
+    } else if let Some(n) = ctl_nwid(&id) {
+        Ok(n)
+    } else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match json_body(&body) {
+        Ok(v) => ctl(&c, ControllerRequest::PostNetwork(target, v)).await,
+        Err(r) => r,
+    }
+}
+
+async fn ctl_delete_network(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
+    match ctl_nwid(&id) {
+        Some(n) => ctl(&c, ControllerRequest::DeleteNetwork(n)).await,
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn ctl_members(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
+    match ctl_nwid(&id) {
+        Some(n) => ctl(&c, ControllerRequest::Members(n)).await,
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn ctl_member(State(c): State<Ctx>, Path((id, a)): Path<(String, String)>) -> Response {
+    match (ctl_nwid(&id), ctl_addr(&a)) {
+        (Some(n), Some(a)) => ctl(&c, ControllerRequest::Member(n, a)).await,
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn ctl_post_member(
+    State(c): State<Ctx>,
+    Path((id, a)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (Some(n), Some(a)) = (ctl_nwid(&id), ctl_addr(&a)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match json_body(&body) {
+        Ok(v) => ctl(&c, ControllerRequest::PostMember(n, a, v)).await,
+        Err(r) => r,
+    }
+}
+
+async fn ctl_delete_member(
+    State(c): State<Ctx>,
+    Path((id, a)): Path<(String, String)>,
+) -> Response {
+    match (ctl_nwid(&id), ctl_addr(&a)) {
+        (Some(n), Some(a)) => ctl(&c, ControllerRequest::DeleteMember(n, a)).await,
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// The router.
 pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
     let ctx = Ctx {
@@ -198,6 +399,25 @@ pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
         .route("/unstable/ping/{addr}", post(ping))
         .route("/moon", get(moons))
         .route("/moon/{id}", get(moon).post(orbit).delete(deorbit))
+        .route("/network", get(networks))
+        .route("/network/{id}", get(network).post(join).delete(leave))
+        .route("/controller", get(ctl_info))
+        .route("/controller/network", get(ctl_networks))
+        .route(
+            "/controller/network/{id}",
+            get(ctl_network)
+                .post(ctl_post_network)
+                .put(ctl_post_network)
+                .delete(ctl_delete_network),
+        )
+        .route("/controller/network/{id}/member", get(ctl_members))
+        .route(
+            "/controller/network/{id}/member/{addr}",
+            get(ctl_member)
+                .post(ctl_post_member)
+                .put(ctl_post_member)
+                .delete(ctl_delete_member),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             require_auth,

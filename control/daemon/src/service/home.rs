@@ -1,5 +1,5 @@
 //! The home folder, laid out like ZeroTier One's: `identity.secret` / `identity.public`,
-//! `planet`, `moons.d/`, `peers.d/`, `local.conf`, `zerotier-one.port`, `zerotier-one.pid`.
+//! `planet`, `moons.d/`, `peers.d/`, `local.conf`, `zerotier-one.port`, `zerotier-one.pid`, `networks.d/`.
 //! spec: service.md §2, §3
 
 use std::fs;
@@ -11,7 +11,7 @@ use rand_core::OsRng;
 use serde_json::Value;
 use weft_proto::peer_cache::CachedPeer;
 use weft_proto::{TrustedPath, earth_planet};
-use weft_wire::{Address, Identity, World, WorldType};
+use weft_wire::{Address, Identity, NetworkId, World, WorldType};
 
 use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
 
@@ -226,6 +226,80 @@ impl Home {
             record,
             PUBLIC_MODE,
         )
+    }
+
+    /// Joined networks: every `networks.d/<16 hex>.conf`, with its bytes (a lone `"\n"` is the
+    /// placeholder of a network without a saved config). spec: service.md §2, vl2.md §18.1
+    pub(crate) fn joined_networks(&self) -> Vec<(NetworkId, Vec<u8>)> {
+        let mut v = Vec::new();
+        let Ok(rd) = fs::read_dir(self.path("networks.d")) else {
+            return v;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".conf") else {
+                continue;
+            };
+            if hex.len() != 16 || hex.contains('.') {
+                continue;
+            }
+            if let (Ok(id), Ok(bytes)) = (u64::from_str_radix(hex, 16), fs::read(e.path())) {
+                v.push((NetworkId(id), bytes));
+            }
+        }
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Saves a network's config dictionary (or the one-byte placeholder) atomically.
+    pub(crate) fn save_network_conf(&self, id: NetworkId, dictionary: &[u8]) -> Result<()> {
+        fs::create_dir_all(self.path("networks.d"))?;
+        fsutil::write_atomic(
+            &self.path(&format!("networks.d/{:016x}.conf", id.0)),
+            dictionary,
+            SECRET_MODE,
+        )
+    }
+
+    /// A network's local settings file (`None` if absent). spec: service.md §2.2
+    pub(crate) fn network_local_conf(&self, id: NetworkId) -> Option<Vec<u8>> {
+        fs::read(self.path(&format!("networks.d/{:016x}.local.conf", id.0))).ok()
+    }
+
+    /// Writes a network's local settings in the exact 1.14 form. spec: service.md §2.2
+    pub(crate) fn save_network_local_conf(
+        &self,
+        id: NetworkId,
+        managed: bool,
+        global: bool,
+        default: bool,
+        dns: bool,
+    ) -> Result<()> {
+        let b = |x: bool| if x { '1' } else { '0' };
+        let text = format!(
+            "allowManaged={}\nallowGlobal={}\nallowDefault={}\nallowDNS={}\n",
+            b(managed),
+            b(global),
+            b(default),
+            b(dns)
+        );
+        fs::create_dir_all(self.path("networks.d"))?;
+        fsutil::write_atomic(
+            &self.path(&format!("networks.d/{:016x}.local.conf", id.0)),
+            text.as_bytes(),
+            PUBLIC_MODE,
+        )
+    }
+
+    /// Forgets a network (leave): both files. spec: vl2.md §18.3
+    pub(crate) fn remove_network(&self, id: NetworkId) -> Result<()> {
+        for suffix in ["conf", "local.conf"] {
+            match fs::remove_file(self.path(&format!("networks.d/{:016x}.{suffix}", id.0))) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Reads `local.conf` (absent = defaults). Invalid JSON or a non-object root is an error.

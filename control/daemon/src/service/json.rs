@@ -100,3 +100,78 @@ pub(crate) fn moon(w: &weft_wire::World, waiting: bool) -> Value {
 pub(crate) fn waiting_moon(id: u64) -> Value {
     json!({"id": format!("{id:016x}"), "roots": [], "signature": null, "timestamp": 0, "updatesMustBeSignedBy": null, "waiting": true})
 }
+
+/// One network object. spec: service.md §4.4
+pub(crate) fn network(
+    n: &weft_proto::NetworkInfo,
+    mac: weft_wire::mac::Mac,
+    port_name: Option<&str>,
+    settings: &crate::host::managed::LocalNetSettings,
+    own: weft_wire::Address,
+) -> Value {
+    let c = n.config.as_deref();
+    let id = format!("{:016x}", n.network_id.0);
+    let assigned: Vec<String> = c
+        .map(|c| c.static_ips.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    let routes: Vec<Value> = c
+        .map(|c| {
+            c.routes
+                .iter()
+                .map(|r| {
+                    json!({
+                        "flags": r.flags,
+                        "metric": r.metric,
+                        "target": r.target.to_string(),
+                        "via": r.via.map(|v| v.to_string()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let subs: Vec<Value> = n
+        .multicast_subscriptions
+        .iter()
+        .map(|g| json!({ "adi": g.adi, "mac": g.mac.to_string() }))
+        .collect();
+    let dns = c.map_or_else(
+        || json!({ "domain": "", "servers": [] }),
+        |c| {
+            json!({
+                "domain": c.dns.domain,
+                "servers": c.dns.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        },
+    );
+    let mut v = json!({
+        "allowDNS": settings.allow_dns,
+        "allowDefault": settings.allow_default,
+        "allowGlobal": settings.allow_global,
+        "allowManaged": settings.allow_managed,
+        "assignedAddresses": assigned,
+        "bridge": c.is_some_and(|c| c.is_active_bridge(own)),
+        "broadcastEnabled": c.is_some_and(|c| c.broadcast_enabled()),
+        "dhcp": false,
+        "dns": dns,
+        "id": id,
+        "mac": mac.to_string(),
+        "mtu": c.map_or(2800, |c| c.mtu),
+        "multicastSubscriptions": subs,
+        "name": c.map_or("", |c| c.name.as_str()),
+        "netconfRevision": c.map_or(0, |c| c.revision),
+        "nwid": id,
+        "portDeviceName": port_name.unwrap_or(""),
+        "portError": i32::from(n.status == weft_proto::NetworkStatus::PortError),
+        "routes": routes,
+        "status": n.status.as_str(),
+        "type": if c.is_some_and(|c| c.is_public()) { "PUBLIC" } else { "PRIVATE" },
+    });
+    if let Some(c) = c
+        && c.sso.enabled
+    {
+        v["authenticationExpiryTime"] = json!(c.sso.authentication_expiry_time);
+        v["authenticationURL"] = json!(n.authentication_url.clone().unwrap_or_default());
+        v["ssoEnabled"] = json!(true);
+    }
+    v
+}

@@ -4,8 +4,10 @@
 //! spec: vl1.md §0.1, §7.5, §8.14; service.md §1–§3
 
 mod api;
+mod controller_api;
 mod home;
 mod json;
+mod ports;
 mod run;
 mod tcp_fallback;
 

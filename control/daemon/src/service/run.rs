@@ -15,11 +15,17 @@ use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
 use weft_wire::Address;
 use weft_wire::inet::IpPort;
 
-use super::api::ApiRequest;
+use super::api::{ApiRequest, NetworkSettings};
+use super::controller_api::Ctl;
 use super::home::Home;
 use super::json;
+use super::ports::{self, Ports};
 use super::tcp_fallback::{FallbackConfig, TUNNEL_SOCKET, TcpFallback};
 use crate::fsutil::{self, PUBLIC_MODE};
+use crate::host::managed::LocalNetSettings;
+use std::collections::HashMap;
+use weft_wire::NetworkId;
+use weft_wire::mac::Mac;
 
 /// The file the daemon rewrites every second with its status and peers.
 pub(crate) const STATUS_FILE: &str = "status.json";
@@ -96,6 +102,14 @@ struct Service {
     engine: Engine,
     tables: Tables,
     verdicts: Vec<Verdict>,
+    /// One TAP per configured network.
+    ports: Ports,
+    /// Local settings per joined network (`networks.d/<nwid>.local.conf`).
+    net_settings: HashMap<NetworkId, LocalNetSettings>,
+    /// The network controller (serves networks whose id starts with our address).
+    ctl: Ctl,
+    /// Status ticks since start (multicast scans every 5, route re-syncs every 30).
+    ticks: u64,
 }
 
 impl Service {
@@ -145,13 +159,119 @@ impl Service {
             self.send_udp(&t).await;
         }
         let mut republish = false;
-        while let Some(e) = self.node.poll_event() {
-            republish |= matches!(e, Event::PeerAdded { .. } | Event::PathsChanged { .. });
-            self.on_event(e);
+        let mut again = true;
+        // Events may produce more transmits (controller answers), and transmits more events.
+        while again {
+            again = false;
+            while let Some(e) = self.node.poll_event() {
+                republish |= matches!(e, Event::PeerAdded { .. } | Event::PathsChanged { .. });
+                self.on_event(e).await;
+                again = true;
+            }
+            while let Some(t) = self.node.poll_transmit() {
+                if self.fallback.route(t.local, t.to, &t.data) {
+                    self.send_udp(&t).await;
+                }
+            }
         }
         if republish {
             self.publish_tables();
         }
+    }
+
+    fn settings_of(&self, nwid: NetworkId) -> LocalNetSettings {
+        self.net_settings.get(&nwid).cloned().unwrap_or_default()
+    }
+
+    /// A new config: persist it, bring up or update the port, apply managed addresses.
+    async fn configure_network(
+        &mut self,
+        nwid: NetworkId,
+        config: &weft_wire::netconf::NetworkConfig,
+        dictionary: Option<&[u8]>,
+    ) {
+        if let Some(d) = dictionary
+            && let Err(e) = self.home.save_network_conf(nwid, d)
+        {
+            eprintln!("weft: cannot save network {:016x}: {e:#}", nwid.0);
+        }
+        match self.ports.ensure(nwid, self.node.address(), config) {
+            Ok(()) => self.node.set_port_error(nwid, false),
+            Err(e) => {
+                eprintln!("weft: network {:016x}: {e:#}", nwid.0);
+                self.node.set_port_error(nwid, true);
+                return;
+            }
+        }
+        let settings = self.settings_of(nwid);
+        let online = self.node.is_online();
+        self.ports
+            .sync_managed(nwid, config, &settings, online)
+            .await;
+        let groups = self.ports.multicast_groups(nwid);
+        self.node
+            .set_multicast_subscriptions(now_ms(), nwid, groups);
+    }
+
+    /// Joins a network: files, local settings, the node. spec: service.md §4.4, vl2.md §18.1
+    async fn join(&mut self, nwid: NetworkId, s: NetworkSettings) -> Value {
+        let cur = self.settings_of(nwid);
+        let new = LocalNetSettings {
+            allow_managed: s.allow_managed.unwrap_or(cur.allow_managed),
+            allow_global: s.allow_global.unwrap_or(cur.allow_global),
+            allow_default: s.allow_default.unwrap_or(cur.allow_default),
+            allow_dns: s.allow_dns.unwrap_or(cur.allow_dns),
+            ..cur.clone()
+        };
+        let joined = self.node.network(nwid).is_some();
+        if !joined || new != cur || self.home.network_local_conf(nwid).is_none() {
+            if let Err(e) = self.home.save_network_local_conf(
+                nwid,
+                new.allow_managed,
+                new.allow_global,
+                new.allow_default,
+                new.allow_dns,
+            ) {
+                eprintln!("weft: cannot save network settings: {e:#}");
+            }
+        }
+        self.net_settings.insert(nwid, new);
+        if !joined {
+            // a placeholder until a config arrives (ad-hoc configs stay this way)
+            // spec: vl2.md §1.2, §18.1
+            if let Err(e) = self.home.save_network_conf(nwid, b"\n") {
+                eprintln!("weft: cannot save network {:016x}: {e:#}", nwid.0);
+            }
+            self.node.join(now_ms(), nwid, None);
+        } else if let Some(c) = self.node.network(nwid).and_then(|n| n.config) {
+            self.configure_network(nwid, &c, None).await;
+        }
+        self.network_value(nwid)
+    }
+
+    fn leave(&mut self, nwid: NetworkId) -> Value {
+        if !self.node.leave(nwid) {
+            return Value::Null;
+        }
+        self.ports.remove(nwid);
+        self.net_settings.remove(&nwid);
+        if let Err(e) = self.home.remove_network(nwid) {
+            eprintln!("weft: cannot remove network files: {e:#}");
+        }
+        serde_json::json!({ "result": true })
+    }
+
+    fn network_value(&self, nwid: NetworkId) -> Value {
+        let Some(n) = self.node.network(nwid) else {
+            return Value::Null;
+        };
+        json::network(
+            &n,
+            Mac::for_member(self.node.address(), nwid),
+            self.ports.name(nwid).as_deref(),
+            &self.settings_of(nwid),
+            self.node.address(),
+        )
     }
 
     /// Publishes a fresh snapshot of keys and paths to the data plane.
@@ -192,8 +312,43 @@ impl Service {
         self.verdicts = verdicts;
     }
 
-    fn on_event(&mut self, e: Event) {
+    async fn on_event(&mut self, e: Event) {
         let r = match &e {
+            Event::TapFrame { network_id, frame } => {
+                self.ports.write(*network_id, frame);
+                Ok(())
+            }
+            Event::NetworkConfigured {
+                network_id,
+                config,
+                dictionary,
+            } => {
+                self.configure_network(*network_id, config, dictionary.as_deref())
+                    .await;
+                Ok(())
+            }
+            Event::NetworkStatus { network_id, status } => {
+                eprintln!("weft: network {:016x}: {}", network_id.0, status.as_str());
+                Ok(())
+            }
+            Event::ConfigRequest {
+                network_id,
+                requester,
+                packet_id,
+                metadata,
+                physical,
+            } => {
+                self.ctl.request(
+                    &mut self.node,
+                    now_ms(),
+                    *network_id,
+                    requester,
+                    *packet_id,
+                    metadata,
+                    *physical,
+                );
+                Ok(())
+            }
             Event::PlanetUpdated { bytes } => {
                 eprintln!("weft: planet updated");
                 self.home.save_planet(bytes)
@@ -304,7 +459,7 @@ impl Service {
         json::waiting_moon(id)
     }
 
-    fn on_api(&mut self, req: ApiRequest) {
+    async fn on_api(&mut self, req: ApiRequest) {
         let now = now_ms();
         match req {
             ApiRequest::Status(tx) => {
@@ -348,10 +503,49 @@ impl Service {
                 }
                 let _ = tx.send(serde_json::json!({}));
             }
+            ApiRequest::Networks(None, tx) => {
+                let v: Vec<Value> = self
+                    .node
+                    .networks()
+                    .iter()
+                    .map(|n| self.network_value(n.network_id))
+                    .collect();
+                let _ = tx.send(Value::Array(v));
+            }
+            ApiRequest::Networks(Some(id), tx) => {
+                let _ = tx.send(self.network_value(id));
+            }
+            ApiRequest::Join(id, settings, tx) => {
+                let v = self.join(id, settings).await;
+                let _ = tx.send(v);
+            }
+            ApiRequest::Leave(id, tx) => {
+                let _ = tx.send(self.leave(id));
+            }
+            ApiRequest::Controller(req, tx) => {
+                let v = self.ctl.api(&mut self.node, now, req);
+                let _ = tx.send(v);
+            }
             ApiRequest::Ping(a, tx) => {
                 self.node
                     .send_user_message(now, a, PING_MESSAGE_TYPE, b"weft ping");
                 let _ = tx.send(serde_json::json!({ "address": a.to_string(), "sent": true }));
+            }
+        }
+    }
+
+    /// Every 5 s: the host's multicast subscriptions per port; every 30 s also routes.
+    /// spec: vl2.md §3.2, service.md §8.2
+    async fn port_scan(&mut self, routes: bool) {
+        let now = now_ms();
+        for n in self.node.networks() {
+            let groups = self.ports.multicast_groups(n.network_id);
+            self.node
+                .set_multicast_subscriptions(now, n.network_id, groups);
+            if routes && let Some(c) = n.config {
+                let s = self.settings_of(n.network_id);
+                let online = self.node.is_online();
+                self.ports.sync_managed(n.network_id, &c, &s, online).await;
             }
         }
     }
@@ -372,6 +566,7 @@ enum Wake {
     Status,
     Api(ApiRequest),
     Tunnel(SocketAddr, Vec<u8>),
+    Tap(NetworkId, Vec<u8>),
     Stop,
 }
 
@@ -407,6 +602,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
     let identity = home.identity()?;
     let planet = home.planet()?;
     let mut config = NodeConfig::new(planet);
+    // every node runs a controller for the networks whose id starts with its address
+    config.controller = true;
     config.moons = home.moons();
     config.trusted_paths = conf.trusted_paths.clone();
     if let Some(m) = conf.mtu {
@@ -431,6 +628,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
         let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
         let api_addrs = super::api::serve(port, token, api_tx).await?;
         let now = now_ms();
+        let identity_for_ctl = identity.clone();
         let mut node = Node::new(identity, config, now, &mut OsRng);
         for p in home.cached_peers() {
             node.add_cached_peer(p);
@@ -470,6 +668,9 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             tunnel_tx,
             version,
         );
+        let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel(ports::TAP_QUEUE);
+        let devicemap = std::fs::read_to_string(home.path("devicemap")).ok();
+        let ctl = Ctl::open(&home, identity_for_ctl)?;
         let mut svc = Service {
             home,
             node,
@@ -480,8 +681,17 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             engine: Engine::new(),
             tables: Tables::default(),
             verdicts: Vec::new(),
+            ports: Ports::new(tap_tx, devicemap),
+            net_settings: HashMap::new(),
+            ctl,
+            ticks: 0,
         };
         svc.publish_tables();
+        for (nwid, bytes) in svc.home.joined_networks() {
+            let settings = ports::local_settings(svc.home.network_local_conf(nwid).as_deref());
+            svc.net_settings.insert(nwid, settings);
+            svc.node.join(now_ms(), nwid, Some(&bytes));
+        }
         let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -495,6 +705,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 _ = status_tick.tick() => Wake::Status,
                 Some(req) = api_rx.recv() => Wake::Api(req),
                 Some((from, data)) = tunnel_rx.recv() => Wake::Tunnel(from, data),
+                Some((nwid, frame)) = tap_rx.recv() => Wake::Tap(nwid, frame),
                 _ = tokio::signal::ctrl_c() => Wake::Stop,
                 _ = sigterm.recv() => Wake::Stop,
             };
@@ -512,13 +723,21 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                         .await;
                 }
                 Wake::Datagram(_, Err(e)) => eprintln!("weft: receive error: {e}"),
-                Wake::Timer => svc.node.handle_timeout(now_ms()),
+                Wake::Timer => {
+                    svc.node.handle_timeout(now_ms());
+                    svc.ctl.tick(&mut svc.node, now_ms());
+                }
                 Wake::Status => {
                     // Paths age, so the preferred ones change without events: republish.
                     svc.publish_tables();
                     svc.write_status();
+                    svc.ticks += 1;
+                    if svc.ticks % 5 == 0 {
+                        svc.port_scan(svc.ticks % 30 == 0).await;
+                    }
                 }
-                Wake::Api(req) => svc.on_api(req),
+                Wake::Api(req) => svc.on_api(req).await,
+                Wake::Tap(nwid, frame) => svc.node.handle_tap_frame(now_ms(), nwid, &frame),
                 Wake::Tunnel(from, data) => {
                     svc.node
                         .handle_datagram(now_ms(), TUNNEL_SOCKET, from, &data)

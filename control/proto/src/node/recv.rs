@@ -378,7 +378,13 @@ impl Node {
     }
 
     /// Dispatches an authenticated, decompressed packet.
-    fn dispatch(&mut self, now: Timestamp, local: LocalSocket, from: SocketAddr, pkt: Vec<u8>) {
+    pub(crate) fn dispatch(
+        &mut self,
+        now: Timestamp,
+        local: LocalSocket,
+        from: SocketAddr,
+        pkt: Vec<u8>,
+    ) {
         let Ok(p) = Packet::new_checked(&pkt[..]) else {
             return;
         };
@@ -401,7 +407,10 @@ impl Node {
                 self.handle_ok(now, local, from, source, hops, payload);
                 return;
             }
-            Verb::ERROR => self.handle_error(source, payload),
+            Verb::ERROR => {
+                self.handle_error(source, payload);
+                self.handle_vl2_error(now, source, payload);
+            }
             Verb::WHOIS => self.handle_whois(now, local, from, source, p.id(), payload),
             Verb::RENDEZVOUS => self.handle_rendezvous(now, local, source, payload),
             Verb::ECHO => self.handle_echo(now, local, from, source, p.id(), payload),
@@ -415,8 +424,19 @@ impl Node {
                     });
                 }
             }
-            // NOP, VL2 verbs (handled by later layers), multipath verbs and unknown verbs are
-            // accepted as authenticated traffic and otherwise ignored here.
+            Verb::FRAME
+            | Verb::EXT_FRAME
+            | Verb::MULTICAST_LIKE
+            | Verb::NETWORK_CREDENTIALS
+            | Verb::NETWORK_CONFIG_REQUEST
+            | Verb::NETWORK_CONFIG
+            | Verb::MULTICAST_GATHER
+            | Verb::MULTICAST_FRAME => {
+                let id = p.id();
+                self.handle_vl2(now, local, from, source, hops, id, verb, payload, &pkt);
+            }
+            // NOP, multipath verbs and unknown verbs are accepted as authenticated traffic and
+            // otherwise ignored here.
             _ => {}
         }
         self.received(now, source, local, from, hops, verb);
@@ -473,6 +493,10 @@ impl Node {
                     // Retry what waited for it at once. spec: vl1.md §8.4
                     self.retry_queues(now);
                 }
+            }
+            Verb::NETWORK_CONFIG_REQUEST => self.handle_config_chunk(now, source, body, None),
+            Verb::MULTICAST_GATHER | Verb::MULTICAST_FRAME => {
+                self.handle_vl2_ok(now, ok.in_re_verb, body)
             }
             _ => {}
         }

@@ -30,6 +30,8 @@ fn compresses(verb: Verb) -> bool {
             | Verb::WHOIS
             | Verb::RENDEZVOUS
             | Verb::ECHO
+            | Verb::FRAME
+            | Verb::EXT_FRAME
     )
 }
 

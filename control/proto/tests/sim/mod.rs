@@ -10,7 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use weft_controller::MemoryStore;
+use weft_controller::controller::{Controller, ControllerOutput};
 use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp};
+use weft_wire::dictionary::Dictionary;
 use weft_wire::world::Root;
 use weft_wire::{Identity, World, WorldType};
 
@@ -96,6 +99,8 @@ pub struct Sim {
     pub duplicate: f64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Network controllers by node index: their nodes' config requests go to them.
+    pub controllers: HashMap<usize, Controller<MemoryStore>>,
 }
 
 /// Fresh identities, cached per test process (generation is the slow part).
@@ -143,6 +148,7 @@ impl Sim {
             duplicate: 0.0,
             delivered: 0,
             dropped: 0,
+            controllers: HashMap::new(),
         }
     }
 
@@ -250,16 +256,104 @@ impl Sim {
         }
     }
 
-    /// Moves node `i`'s transmits onto the network and records its events.
-    fn drain(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].node.poll_transmit() {
-            if self.nodes[i].up {
-                self.route(i, t.to, t.data, t.ttl);
+    /// Moves node `i`'s transmits onto the network and records its events; config requests go
+    /// to the node's controller, whose answers go back through the node.
+    pub fn drain(&mut self, i: usize) {
+        loop {
+            while let Some(t) = self.nodes[i].node.poll_transmit() {
+                if self.nodes[i].up {
+                    self.route(i, t.to, t.data, t.ttl);
+                }
+            }
+            let mut more = false;
+            while let Some(e) = self.nodes[i].node.poll_event() {
+                if let Event::ConfigRequest {
+                    network_id,
+                    requester,
+                    packet_id,
+                    metadata,
+                    physical,
+                } = &e
+                    && let Some(c) = self.controllers.get_mut(&i)
+                {
+                    let md = Dictionary::parse(metadata).unwrap_or_default();
+                    let now = self.now;
+                    c.handle_request(
+                        now,
+                        *network_id,
+                        requester,
+                        &md,
+                        *packet_id,
+                        *physical,
+                        &mut self.rng,
+                    )
+                    .unwrap();
+                    more = true;
+                }
+                self.nodes[i].events.push((self.now, e));
+            }
+            if let Some(c) = self.controllers.get_mut(&i) {
+                let node = &mut self.nodes[i].node;
+                while let Some(o) = c.poll_output() {
+                    more = true;
+                    match o {
+                        ControllerOutput::Config { to, in_re, chunks } => {
+                            if let Some(nwid) = chunks
+                                .first()
+                                .and_then(|c| weft_wire::NetworkId::from_slice(c))
+                            {
+                                node.note_controller_authorized(self.now, nwid, to);
+                            }
+                            node.send_network_config(self.now, to, in_re, &chunks)
+                        }
+                        ControllerOutput::Error {
+                            to,
+                            in_re,
+                            code,
+                            payload,
+                        } => node.send_network_config_error(self.now, to, in_re, code, &payload),
+                        ControllerOutput::Credentials { to, payload } => {
+                            node.send_network_credentials(self.now, to, &payload)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !more {
+                return;
             }
         }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            self.nodes[i].events.push((self.now, e));
-        }
+    }
+
+    /// Lets the controller on node `i` act (after an admin change), then drains.
+    pub fn controller_changed(&mut self, i: usize) {
+        self.drain(i);
+    }
+
+    /// Frames node `i` wrote to its port for `nwid`, oldest first.
+    pub fn tap_frames(&self, i: usize, nwid: weft_wire::NetworkId) -> Vec<Vec<u8>> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::TapFrame { network_id, frame } if *network_id == nwid => Some(frame.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Hands node `i` a frame read from its port for `nwid`.
+    pub fn tap_send(&mut self, i: usize, nwid: weft_wire::NetworkId, frame: &[u8]) {
+        let now = self.node_time(i);
+        self.nodes[i].node.handle_tap_frame(now, nwid, frame);
+        self.drain(i);
+    }
+
+    /// Node `i` joins `nwid`.
+    pub fn join(&mut self, i: usize, nwid: weft_wire::NetworkId) {
+        let now = self.node_time(i);
+        self.nodes[i].node.join(now, nwid, None);
+        self.drain(i);
     }
 
     fn node_time(&self, i: usize) -> Timestamp {

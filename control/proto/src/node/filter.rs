@@ -1,0 +1,184 @@
+//! The rules engine applied to frames: adapts our config and the remote member's credentials
+//! to the rules VM in `weft_wire::rules`, then sends the TEE/WATCH copies and REDIRECTs it asks
+//! for. spec: vl2.md §15.6
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use rand_core::RngCore;
+use weft_wire::mac::Mac;
+use weft_wire::netaddr;
+use weft_wire::netconf::NetworkConfig;
+use weft_wire::packet::Verb;
+use weft_wire::rules::Rule;
+use weft_wire::rules::eval::{self, Direction, EvalContext, FrameInfo};
+use weft_wire::rules::filter::{self, Decision, FilterVerdict};
+use weft_wire::{Address, NetworkId};
+
+use super::Node;
+use super::vl2_frames::{Eth, encode_ext_frame};
+use crate::Timestamp;
+use crate::network::membership::Membership;
+
+/// The remote member as the VM sees it (valid credentials only).
+struct Remote<'a> {
+    m: &'a Membership,
+    ours: &'a NetworkConfig,
+}
+
+impl eval::Membership for Remote<'_> {
+    fn tag(&self, id: u32) -> Option<u32> {
+        self.m.tag(id, self.ours)
+    }
+    fn owns_ip(&self, ip: IpAddr) -> bool {
+        self.m.owns_ip(ip, self.ours)
+    }
+    fn owns_mac(&self, mac: Mac) -> bool {
+        self.m.owns_mac(mac, self.ours)
+    }
+}
+
+/// Our own side: our address and config.
+struct Local<'a> {
+    me: Address,
+    nwid: NetworkId,
+    c: &'a NetworkConfig,
+}
+
+impl Local<'_> {
+    fn has_static(&self, ip: Ipv6Addr) -> bool {
+        self.c.static_ips.iter().any(|n| n.addr() == IpAddr::V6(ip))
+    }
+}
+
+impl eval::LocalView for Local<'_> {
+    fn address(&self) -> Address {
+        self.me
+    }
+    fn tag(&self, id: u32) -> Option<u32> {
+        self.c.tags.iter().find(|t| t.id() == id).map(|t| t.value())
+    }
+    fn owns_ip(&self, ip: IpAddr) -> bool {
+        self.c.coos.iter().any(|c| c.owns_ip(ip))
+    }
+    fn owns_mac(&self, mac: Mac) -> bool {
+        self.c.coos.iter().any(|c| c.owns_mac(mac))
+    }
+    fn ndp_emulation(&self) -> bool {
+        self.c.ndp_emulation()
+    }
+    fn sixplane_address(&self) -> Option<Ipv6Addr> {
+        let a = netaddr::sixplane(self.nwid, self.me);
+        self.has_static(a).then_some(a)
+    }
+    fn rfc4193_address(&self) -> Option<Ipv6Addr> {
+        let a = netaddr::rfc4193(self.nwid, self.me);
+        self.has_static(a).then_some(a)
+    }
+    fn unsupported_match_result(&self) -> bool {
+        self.c.flags & weft_wire::netconf::FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH != 0
+    }
+}
+
+impl Node {
+    fn evaluate(
+        &mut self,
+        nwid: NetworkId,
+        c: &NetworkConfig,
+        remote: Address,
+        zt_dest: Address,
+        eth: &Eth<'_>,
+        inbound: bool,
+        tee_allowed: bool,
+    ) -> FilterVerdict {
+        let random = self.rng.next_u32();
+        let me = self.address();
+        let empty = Membership::new();
+        let m = self
+            .networks
+            .get(&nwid)
+            .and_then(|n| n.members.get(&remote))
+            .unwrap_or(&empty);
+        let rv = Remote { m, ours: c };
+        let local = Local { me, nwid, c };
+        let ctx = EvalContext {
+            direction: if inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+            zt_source: if inbound { remote } else { me },
+            zt_dest,
+            frame: FrameInfo::from_parts(eth.dst, eth.src, eth.ethertype, eth.payload),
+            remote: (remote != Address::default()).then_some(&rv as &dyn eval::Membership),
+            local: &local,
+            random,
+        };
+        if inbound {
+            let caps: Vec<(u32, &[Rule])> =
+                m.capabilities(c).map(|k| (k.id(), k.rules())).collect();
+            filter::inbound(&c.rules, &caps, &ctx)
+        } else {
+            let caps: Vec<(u32, &[Rule])> =
+                c.capabilities.iter().map(|k| (k.id(), k.rules())).collect();
+            filter::outbound(&c.rules, &caps, &ctx, tee_allowed)
+        }
+    }
+
+    /// Sends the copies and the redirect a verdict asks for.
+    fn act_on(&mut self, now: Timestamp, nwid: NetworkId, v: &FilterVerdict, eth: &Eth<'_>) {
+        for copy in v.copies() {
+            let len = copy.length.min(eth.payload.len());
+            let part = Eth {
+                payload: &eth.payload[..len],
+                ..*eth
+            };
+            let mut p = Vec::with_capacity(24 + len);
+            encode_ext_frame(&mut p, nwid, copy.flags, part);
+            self.send(now, copy.address, Verb::EXT_FRAME, &p);
+        }
+        if let Some(r) = v.redirect {
+            let mut p = Vec::with_capacity(24 + eth.payload.len());
+            encode_ext_frame(&mut p, nwid, r.flags, *eth);
+            self.send(now, r.address, Verb::EXT_FRAME, &p);
+        }
+    }
+
+    /// Outbound filter (ztSource = us). `true` if the original frame may be sent to `dest`
+    /// (zero for multicast and the first pass of bridged sends). spec: vl2.md §15.6
+    pub(crate) fn filter_outbound(
+        &mut self,
+        now: Timestamp,
+        nwid: NetworkId,
+        c: &NetworkConfig,
+        dest: Address,
+        eth: &Eth<'_>,
+        tee_allowed: bool,
+    ) -> bool {
+        let v = self.evaluate(nwid, c, dest, dest, eth, false, tee_allowed);
+        if v.decision == Decision::Drop {
+            return false;
+        }
+        self.act_on(now, nwid, &v, eth);
+        v.redirect.is_none()
+    }
+
+    /// Inbound filter (ztSource = sender, ztDest = us): 0 drop, 1 accept, 2 super-accept.
+    /// spec: vl2.md §15.6
+    pub(crate) fn filter_inbound(
+        &mut self,
+        now: Timestamp,
+        nwid: NetworkId,
+        c: &NetworkConfig,
+        sender: Address,
+        eth: &Eth<'_>,
+    ) -> u8 {
+        let me = self.address();
+        let v = self.evaluate(nwid, c, sender, me, eth, true, true);
+        self.act_on(now, nwid, &v, eth);
+        match v.decision {
+            Decision::Drop => 0,
+            Decision::Accept => 1,
+            Decision::SuperAccept => 2,
+        }
+    }
+}
