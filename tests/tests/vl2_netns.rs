@@ -377,3 +377,75 @@ fn adhoc_network_needs_no_controller() {
     ping_works(lab, a, b6, TRAFFIC);
     let _ = (&w.root, &w.ctl);
 }
+
+#[test]
+fn bridge_member_joins_a_lan_to_the_network() {
+    let Some(w) = world("vl2_bridge", 3, 2) else {
+        return;
+    };
+    let lab = &w.lab;
+    let nwid = create_network(
+        lab,
+        &w.ctl,
+        json!({
+            "name": "bridged",
+            "v4AssignMode": {"zt": true},
+            "ipAssignmentPools": [{"ipRangeStart": "10.147.18.1", "ipRangeEnd": "10.147.18.100"}],
+            "routes": [{"target": "10.147.18.0/24", "via": null}],
+        }),
+    );
+    let (a, b) = (&w.members[0], &w.members[1]);
+    set_member(lab, &w.ctl, &nwid, a, json!({"authorized": true}));
+    // b bridges: no managed address on its port, which becomes a bridge port
+    set_member(
+        lab,
+        &w.ctl,
+        &nwid,
+        b,
+        json!({"authorized": true, "activeBridge": true, "noAutoAssignIps": true}),
+    );
+    a.api_post(lab, &format!("/network/{nwid}"), &json!({}));
+    b.api_post(
+        lab,
+        &format!("/network/{nwid}"),
+        &json!({"allowManaged": false}),
+    );
+    wait_network(lab, a, &nwid, "OK", CONFIGURED, |n| {
+        assigned(n, IpAddr::is_ipv4).is_some()
+    });
+    let nb = wait_network(lab, b, &nwid, "OK", CONFIGURED, |n| n["bridge"] == true);
+    let tap = nb["portDeviceName"].as_str().unwrap().to_string();
+
+    // a third namespace on a LAN behind b: br0 = b's port + a veth to the host
+    let host = lab.host("lanhost");
+    let hname = host.name().to_string();
+    for cmd in [
+        vec!["ip", "link", "add", "br0", "type", "bridge"],
+        vec![
+            "ip", "link", "add", "vb", "type", "veth", "peer", "name", "vh",
+        ],
+        vec!["ip", "link", "set", "vh", "netns", &hname],
+        vec!["ip", "link", "set", "vb", "master", "br0"],
+        vec!["ip", "link", "set", &tap, "master", "br0"],
+        vec!["ip", "link", "set", "vb", "up"],
+        vec!["ip", "link", "set", "br0", "up"],
+    ] {
+        lab.exec_ok(&b.ns, &cmd);
+    }
+    lab.exec_ok(
+        &host,
+        &["ip", "addr", "add", "10.147.18.250/24", "dev", "vh"],
+    );
+    lab.exec_ok(&host, &["ip", "link", "set", "vh", "up"]);
+    let h_ip: IpAddr = "10.147.18.250".parse().unwrap();
+    // a reaches the bridged host (ARP by multicast to the bridge, then EXT_FRAMEs both ways)
+    ping_works(lab, a, h_ip, TRAFFIC);
+    let a_v4 = assigned(&network(lab, a, &nwid), IpAddr::is_ipv4).unwrap();
+    assert!(
+        lab.exec(&host, &["ping", "-c", "1", "-W", "2", &a_v4.to_string()])
+            .status
+            .success(),
+        "the bridged host reaches a"
+    );
+    let _ = (&w.root, &w.ctl);
+}
