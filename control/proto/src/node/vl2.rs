@@ -681,11 +681,8 @@ impl Node {
             let to = com.issued_to();
             accepted_any |= n.member(to).add_com(com, &ctl) == Accepted::New;
         }
-        for cap in parsed.caps {
-            let nwid = cap.network_id();
-            let Some(ctl) = self.controller_identity(nwid) else {
-                continue;
-            };
+        if !parsed.caps.is_empty() {
+            // custody chains may name other members: look them up among known peers
             let known: std::collections::HashMap<Address, Identity> = self
                 .peers
                 .iter()
@@ -699,11 +696,16 @@ impl Node {
                     known.get(&a).cloned()
                 }
             };
-            let Some(n) = self.networks.get_mut(&nwid) else {
-                continue;
-            };
-            let to = cap.issued_to();
-            accepted_any |= n.member(to).add_capability(cap, &ctl, &lookup) == Accepted::New;
+            for cap in parsed.caps {
+                let nwid = cap.network_id();
+                let (Some(ctl), Some(n)) =
+                    (self.controller_identity(nwid), self.networks.get_mut(&nwid))
+                else {
+                    continue;
+                };
+                let to = cap.issued_to();
+                accepted_any |= n.member(to).add_capability(cap, &ctl, &lookup) == Accepted::New;
+            }
         }
         for tag in parsed.tags {
             let nwid = tag.network_id();
