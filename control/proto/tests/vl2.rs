@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use serde_json::json;
 use sim::{Sim, T0, identities, planet};
 use weft_controller::controller::Controller;
-use weft_controller::{MemoryStore, NetworkRecord};
+use weft_controller::{MemoryStore, NetworkRecord, Store};
 use weft_proto::{Event, NetworkStatus, NodeConfig};
 use weft_wire::mac::Mac;
 use weft_wire::verbs::vl2::MulticastGroup;
@@ -46,6 +46,11 @@ fn ipv4_of(s: &Sim, i: usize, nwid: NetworkId) -> Ipv4Addr {
 }
 
 fn setup(rules: serde_json::Value) -> Net {
+    setup_with(rules, json!([]), &[])
+}
+
+/// `capabilities` go into the network record; `a_caps` are given to member a.
+fn setup_with(rules: serde_json::Value, capabilities: serde_json::Value, a_caps: &[u32]) -> Net {
     let ids = ids();
     let w = planet(&[(&ids[0], ROOT.parse().unwrap())]);
     let mut s = Sim::new(42);
@@ -75,6 +80,7 @@ fn setup(rules: serde_json::Value) -> Net {
         "ipAssignmentPools": [{"ipRangeStart": "10.147.17.1", "ipRangeEnd": "10.147.17.254"}],
         "routes": [{"target": "10.147.17.0/24", "via": null}],
         "rules": rules,
+        "capabilities": capabilities,
     }))
     .unwrap();
     controller
@@ -84,6 +90,15 @@ fn setup(rules: serde_json::Value) -> Net {
         controller
             .authorize(T0, nwid, ids[m].address(), true, &mut s.rng)
             .unwrap();
+    }
+    if !a_caps.is_empty() {
+        let mut m = controller
+            .store()
+            .member(nwid, ids[2].address())
+            .unwrap()
+            .unwrap();
+        m.capabilities = a_caps.to_vec();
+        controller.upsert_member(T0, m, &mut s.rng).unwrap();
     }
     s.controllers.insert(ctl, controller);
     s.run_for(3_000);
@@ -318,4 +333,46 @@ fn hostile_vl2_payloads_never_panic() {
     n.s.tap_send(b, nwid, &f);
     n.s.run_for(1_000);
     assert!(n.s.tap_frames(a, nwid).contains(&f));
+}
+
+/// A capability lets its holder send UDP; the receiver evaluates the capability the sender
+/// presented, and a member without it cannot send UDP at all. spec: vl2.md §13.2, §15.6
+#[test]
+fn capabilities_are_presented_and_evaluated() {
+    let mut n = setup_with(
+        json!([
+            {"type": "MATCH_IP_PROTOCOL", "not": false, "or": false, "ipProtocol": 1},
+            {"type": "ACTION_ACCEPT"}
+        ]),
+        json!([{"id": 1000, "default": false, "rules": [
+            {"type": "MATCH_IP_PROTOCOL", "not": false, "or": false, "ipProtocol": 17},
+            {"type": "ACTION_ACCEPT"}
+        ]}]),
+        &[1000],
+    );
+    let (a, b, nwid) = (n.a, n.b, n.nwid);
+    let cfg_a = n.s.nodes[a].node.network(nwid).unwrap().config.unwrap();
+    assert_eq!(cfg_a.capabilities.len(), 1, "a holds the capability");
+    let cfg_b = n.s.nodes[b].node.network(nwid).unwrap().config.unwrap();
+    assert!(cfg_b.capabilities.is_empty());
+    let (ma, mb) = (
+        Mac::for_member(n.s.nodes[a].node.address(), nwid),
+        Mac::for_member(n.s.nodes[b].node.address(), nwid),
+    );
+    let (ipa, ipb) = (ipv4_of(&n.s, a, nwid), ipv4_of(&n.s, b, nwid));
+    let udp_ab = ipv4_frame(mb, ma, ipa, ipb, 17);
+    let udp_ba = ipv4_frame(ma, mb, ipb, ipa, 17);
+    let icmp_ba = ipv4_frame(ma, mb, ipb, ipa, 1);
+    let tcp_ab = ipv4_frame(mb, ma, ipa, ipb, 6);
+    n.s.tap_send(a, nwid, &udp_ab);
+    n.s.tap_send(a, nwid, &tcp_ab);
+    n.s.tap_send(b, nwid, &udp_ba);
+    n.s.tap_send(b, nwid, &icmp_ba);
+    n.s.run_for(2_000);
+    let at_b = n.s.tap_frames(b, nwid);
+    let at_a = n.s.tap_frames(a, nwid);
+    assert!(at_b.contains(&udp_ab), "a's capability lets UDP through");
+    assert!(!at_b.contains(&tcp_ab), "the capability covers UDP only");
+    assert!(!at_a.contains(&udp_ba), "b holds no capability");
+    assert!(at_a.contains(&icmp_ba), "the base rules accept ICMP");
 }
