@@ -6,7 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::address::{Address, NetworkId};
-use crate::verbs::vl2::Mac;
+use crate::mac::Mac;
+use crate::netaddr;
+use ipnet::Ipv6Net;
 
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -50,32 +52,12 @@ pub fn ndp_solicitation_target(frame: &[u8]) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(t))
 }
 
-/// The 6plane hash `h = (nwid ^ (nwid >> 32)) & 0xffffffff`. spec: vl2.md §4.2
-fn sixplane_hash(nwid: NetworkId) -> u32 {
-    ((nwid.0 ^ (nwid.0 >> 32)) & 0xffff_ffff) as u32
-}
-
-/// The node's rfc4193 address `fd ‖ nwid (8) ‖ 99 93 ‖ address (5)`, used with /88.
-/// spec: vl2.md §4.1
-pub fn rfc4193_address(nwid: NetworkId, node: Address) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a[0] = 0xfd;
-    a[1..9].copy_from_slice(&nwid.0.to_be_bytes());
-    a[9] = 0x99;
-    a[10] = 0x93;
-    a[11..16].copy_from_slice(&node.to_bytes());
-    Ipv6Addr::from(a)
-}
-
-/// The node's 6plane address `fc ‖ h (4) ‖ address (5) ‖ 0… ‖ 01`, advertised as /40 (the
-/// node owns the /80). spec: vl2.md §4.2
-pub fn sixplane_address(nwid: NetworkId, node: Address) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a[0] = 0xfc;
-    a[1..5].copy_from_slice(&sixplane_hash(nwid).to_be_bytes());
-    a[5..10].copy_from_slice(&node.to_bytes());
-    a[15] = 0x01;
-    Ipv6Addr::from(a)
+/// `ip/bits` as an IPv6 network (IPv4 or a bad length: an error).
+fn own_net(ip: IpAddr, bits: u8) -> Result<Ipv6Net, ()> {
+    match ip {
+        IpAddr::V6(v6) => Ipv6Net::new(v6, bits).map_err(|_| ()),
+        IpAddr::V4(_) => Err(()),
+    }
 }
 
 /// Who NDP emulation says owns a solicited address.
@@ -97,21 +79,11 @@ pub fn ndp_emulated_owner(
     nwid: NetworkId,
     own_address: Address,
 ) -> Option<NdpOwner> {
-    let t = target.octets();
-    let h = sixplane_hash(nwid).to_be_bytes();
     for (ip, bits) in own_static_ips {
-        let IpAddr::V6(own) = ip else {
+        let (IpAddr::V6(own), Ok(net)) = (ip, own_net(*ip, *bits)) else {
             continue;
         };
-        let o = own.octets();
-        let embedded = if *bits == 88 && o[0] == 0xfd && o[9..11] == [0x99, 0x93] {
-            (t[..11] == o[..11]).then(|| &t[11..16])
-        } else if *bits == 40 && o[0] == 0xfc && o[1..5] == h {
-            (t[..5] == o[..5]).then(|| &t[5..10])
-        } else {
-            None
-        };
-        if let Some(e) = embedded.and_then(Address::from_slice) {
+        if let Some(e) = netaddr::ndp_emulated_owner(nwid, net, target) {
             if e == own_address {
                 return None;
             }
@@ -222,17 +194,17 @@ mod tests {
         let n = nwid("7c55a8da82c90312");
         let a = addr("7c55a8da82");
         assert_eq!(
-            rfc4193_address(n, a),
+            netaddr::rfc4193(n, a),
             "fd7c:55a8:da82:c903:1299:937c:55a8:da82"
                 .parse::<Ipv6Addr>()
                 .unwrap()
         );
         assert_eq!(
-            sixplane_address(n, a),
+            netaddr::sixplane(n, a),
             "fcfe:9cab:c87c:55a8:da82::1".parse::<Ipv6Addr>().unwrap()
         );
         assert_eq!(
-            sixplane_address(nwid("ff00160016000000"), a),
+            netaddr::sixplane(nwid("ff00160016000000"), a),
             "fce9:16:7c:55a8:da82::1".parse::<Ipv6Addr>().unwrap()
         );
         assert_eq!(
@@ -320,8 +292,8 @@ mod tests {
         let n = nwid("7c55a8da82c90312");
         let me = addr("0a33989140");
         let peer = addr("7c55a8da82");
-        let own_rfc = rfc4193_address(n, me);
-        let own_6p = sixplane_address(n, me);
+        let own_rfc = netaddr::rfc4193(n, me);
+        let own_6p = netaddr::sixplane(n, me);
         let ips = [
             (IpAddr::V4(Ipv4Addr::new(10, 147, 17, 38)), 24),
             (IpAddr::V6(own_rfc), 88),
@@ -334,11 +306,11 @@ mod tests {
             })
         };
         assert_eq!(
-            ndp_emulated_owner(rfc4193_address(n, peer), &ips, n, me),
+            ndp_emulated_owner(netaddr::rfc4193(n, peer), &ips, n, me),
             want(own_rfc)
         );
         // any address of the peer's 6plane /80 belongs to the peer
-        let mut t = sixplane_address(n, peer).octets();
+        let mut t = netaddr::sixplane(n, peer).octets();
         t[12] = 0xab;
         t[15] = 0x77;
         assert_eq!(
@@ -348,23 +320,23 @@ mod tests {
         // ourselves, a foreign prefix, a wrong netmask
         assert_eq!(ndp_emulated_owner(own_rfc, &ips, n, me), None);
         assert_eq!(
-            ndp_emulated_owner(sixplane_address(n, me), &ips, n, me),
+            ndp_emulated_owner(netaddr::sixplane(n, me), &ips, n, me),
             None
         );
         let other: Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(ndp_emulated_owner(other, &ips, n, me), None);
         let wrong_bits = [(IpAddr::V6(own_rfc), 64)];
         assert_eq!(
-            ndp_emulated_owner(rfc4193_address(n, peer), &wrong_bits, n, me),
+            ndp_emulated_owner(netaddr::rfc4193(n, peer), &wrong_bits, n, me),
             None
         );
         // a 6plane prefix of another network does not count
         let foreign = [(
-            IpAddr::V6(sixplane_address(nwid("1122334455667788"), me)),
+            IpAddr::V6(netaddr::sixplane(nwid("1122334455667788"), me)),
             40,
         )];
         assert_eq!(
-            ndp_emulated_owner(sixplane_address(n, peer), &foreign, n, me),
+            ndp_emulated_owner(netaddr::sixplane(n, peer), &foreign, n, me),
             None
         );
     }
@@ -375,8 +347,8 @@ mod tests {
         let n = nwid("7c55a8da82c90312");
         let me = addr("0a33989140");
         let peer = addr("7c55a8da82");
-        let target = rfc4193_address(n, peer);
-        let dest_ip = rfc4193_address(n, me);
+        let target = netaddr::rfc4193(n, peer);
+        let dest_ip = netaddr::rfc4193(n, me);
         let src_mac = node_mac(peer, n);
         let dst_mac = node_mac(me, n);
         let f = build_neighbor_advertisement(target, dest_ip, src_mac, dst_mac);

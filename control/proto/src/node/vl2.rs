@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use weft_wire::credential::{Capability, Com, Coo, Revocation, Tag};
+use weft_wire::credential::{Com, NetworkCredentials};
 use weft_wire::dictionary::Dictionary;
 use weft_wire::mac::Mac;
 use weft_wire::netconf::{NetworkConfig, RequestMetadata};
@@ -654,12 +654,12 @@ impl Node {
             }
             self.credential_gate.insert(source, now);
         }
-        let Some(parsed) = parse_credentials(p) else {
+        let Ok(parsed) = NetworkCredentials::decode(p) else {
             return true;
         };
         // every signer (the controllers of the networks named) must be known
         let mut missing = Vec::new();
-        for nwid in parsed.networks() {
+        for nwid in credential_networks(&parsed) {
             if self.networks.contains_key(&nwid) && self.controller_identity(nwid).is_none() {
                 missing.push(nwid.controller());
             }
@@ -681,7 +681,7 @@ impl Node {
             let to = com.issued_to();
             accepted_any |= n.member(to).add_com(com, &ctl) == Accepted::New;
         }
-        if !parsed.caps.is_empty() {
+        if !parsed.capabilities.is_empty() {
             // custody chains may name other members: look them up among known peers
             let known: std::collections::HashMap<Address, Identity> = self
                 .peers
@@ -696,7 +696,7 @@ impl Node {
                     known.get(&a).cloned()
                 }
             };
-            for cap in parsed.caps {
+            for cap in parsed.capabilities {
                 let nwid = cap.network_id();
                 let (Some(ctl), Some(n)) =
                     (self.controller_identity(nwid), self.networks.get_mut(&nwid))
@@ -1180,81 +1180,20 @@ impl Node {
     }
 }
 
-/// Credentials parsed from one NETWORK_CREDENTIALS payload.
-#[derive(Debug, Default)]
-pub(crate) struct ParsedCredentials {
-    pub(crate) coms: Vec<Com>,
-    pub(crate) caps: Vec<Capability>,
-    pub(crate) tags: Vec<Tag>,
-    pub(crate) revocations: Vec<Revocation>,
-    pub(crate) coos: Vec<Coo>,
-}
-
-impl ParsedCredentials {
-    fn networks(&self) -> Vec<NetworkId> {
-        let mut v: Vec<NetworkId> = self
-            .coms
-            .iter()
-            .map(|c| c.network_id())
-            .chain(self.caps.iter().map(|c| c.network_id()))
-            .chain(self.tags.iter().map(|c| c.network_id()))
-            .chain(self.revocations.iter().map(|c| c.network_id()))
-            .chain(self.coos.iter().map(|c| c.network_id()))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
-/// Parses a NETWORK_CREDENTIALS payload; sections are optional from the end. `None` on a
-/// malformed payload. spec: vl2.md §7.6
-pub(crate) fn parse_credentials(p: &[u8]) -> Option<ParsedCredentials> {
-    let mut out = ParsedCredentials::default();
-    let mut at = 0;
-    loop {
-        match p.get(at) {
-            None => return Some(out),
-            Some(0) => {
-                at += 1;
-                break;
-            }
-            Some(_) => {
-                let (com, n) = Com::decode(&p[at..]).ok()?;
-                out.coms.push(com);
-                at += n;
-            }
-        }
-    }
-    fn count(p: &[u8], at: &mut usize) -> Option<Option<usize>> {
-        match p.get(*at..*at + 2) {
-            None if *at >= p.len() => Some(None),
-            None => None,
-            Some(b) => {
-                *at += 2;
-                Some(Some(usize::from(u16::from_be_bytes([b[0], b[1]]))))
-            }
-        }
-    }
-    macro_rules! section {
-        ($ty:ty, $vec:expr) => {
-            match count(p, &mut at)? {
-                None => return Some(out),
-                Some(n) => {
-                    for _ in 0..n {
-                        let (c, used) = <$ty>::decode(p.get(at..)?).ok()?;
-                        $vec.push(c);
-                        at += used;
-                    }
-                }
-            }
-        };
-    }
-    section!(Capability, out.caps);
-    section!(Tag, out.tags);
-    section!(Revocation, out.revocations);
-    section!(Coo, out.coos);
-    Some(out)
+/// The networks named by the credentials of one payload.
+fn credential_networks(c: &NetworkCredentials) -> Vec<NetworkId> {
+    let mut v: Vec<NetworkId> = c
+        .coms
+        .iter()
+        .map(|x| x.network_id())
+        .chain(c.capabilities.iter().map(|x| x.network_id()))
+        .chain(c.tags.iter().map(|x| x.network_id()))
+        .chain(c.revocations.iter().map(|x| x.network_id()))
+        .chain(c.coos.iter().map(|x| x.network_id()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Our credentials as NETWORK_CREDENTIALS payloads: COM first, then as many capabilities, tags

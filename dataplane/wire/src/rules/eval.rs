@@ -298,10 +298,10 @@ pub trait LocalView {
     /// Config flag 0x04, IPv6 NDP emulation.
     fn ndp_emulation(&self) -> bool;
     /// Our 6plane address if it is one of our static IPs (its /40 counts as authenticated
-    /// inbound when NDP emulation is on). See [`crate::ethernet::sixplane_address`].
+    /// inbound when NDP emulation is on). See [`crate::netaddr::sixplane`].
     fn sixplane_address(&self) -> Option<Ipv6Addr>;
     /// Our rfc4193 address if it is one of our static IPs (its /88 counts as authenticated
-    /// inbound when NDP emulation is on). See [`crate::ethernet::rfc4193_address`].
+    /// inbound when NDP emulation is on). See [`crate::netaddr::rfc4193`].
     fn rfc4193_address(&self) -> Option<Ipv6Addr>;
     /// Config flag 0x08: the result of matches this implementation does not know.
     fn unsupported_match_result(&self) -> bool;
