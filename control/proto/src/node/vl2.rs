@@ -50,6 +50,15 @@ pub(crate) struct Held {
     pub(crate) packet: Vec<u8>,
 }
 
+/// What a gather reply answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GatherReply {
+    pub(crate) in_re: Verb,
+    pub(crate) packet_id: u64,
+    pub(crate) nwid: NetworkId,
+    pub(crate) group: MulticastGroup,
+}
+
 /// What the inbound path decided about a frame.
 pub(crate) enum GateResult {
     Pass,
@@ -916,48 +925,25 @@ impl Node {
         };
         match verb {
             Verb::FRAME => {
-                let Ok(f) = Frame::decode(payload) else {
-                    return;
-                };
-                match self.gate(now, f.network_id, source) {
-                    GateResult::Ignore => {}
-                    GateResult::Fail => {
-                        let h = self.hold_entry(hold);
-                        self.gate_failed(now, verb, packet_id, source, f.network_id, h);
-                    }
-                    GateResult::Pass => {
-                        if !f.payload.is_empty() {
-                            self.receive_unicast(now, f.network_id, source, f);
-                        }
-                    }
+                if let Ok(f) = Frame::decode(payload)
+                    && self.gated(now, verb, packet_id, source, f.network_id, hold)
+                    && !f.payload.is_empty()
+                {
+                    self.receive_unicast(now, f.network_id, source, f);
                 }
             }
             Verb::EXT_FRAME => {
-                let Ok(f) = ExtFrame::decode(payload) else {
-                    return;
-                };
-                match self.gate(now, f.network_id, source) {
-                    GateResult::Ignore => {}
-                    GateResult::Fail => {
-                        let h = self.hold_entry(hold);
-                        self.gate_failed(now, verb, packet_id, source, f.network_id, h);
-                    }
-                    GateResult::Pass => {
-                        self.receive_ext_frame(now, source, packet_id, f);
-                    }
+                if let Ok(f) = ExtFrame::decode(payload)
+                    && self.gated(now, verb, packet_id, source, f.network_id, hold)
+                {
+                    self.receive_ext_frame(now, source, packet_id, f);
                 }
             }
             Verb::MULTICAST_FRAME => {
-                let Ok(f) = MulticastFrame::decode(payload) else {
-                    return;
-                };
-                match self.gate(now, f.network_id, source) {
-                    GateResult::Ignore => {}
-                    GateResult::Fail => {
-                        let h = self.hold_entry(hold);
-                        self.gate_failed(now, verb, packet_id, source, f.network_id, h);
-                    }
-                    GateResult::Pass => self.receive_multicast(now, source, packet_id, f),
+                if let Ok(f) = MulticastFrame::decode(payload)
+                    && self.gated(now, verb, packet_id, source, f.network_id, hold)
+                {
+                    self.receive_multicast(now, source, packet_id, f);
                 }
             }
             Verb::MULTICAST_LIKE => {
@@ -1042,6 +1028,28 @@ impl Node {
                 self.handle_config_chunk(now, source, payload, Some(packet_id));
             }
             _ => {}
+        }
+    }
+
+    /// The gate for a frame-carrying verb: `true` to go on; on failure answers
+    /// NEED_MEMBERSHIP_CERTIFICATE and holds the packet. spec: vl2.md §7
+    fn gated(
+        &mut self,
+        now: Timestamp,
+        verb: Verb,
+        packet_id: u64,
+        source: Address,
+        nwid: NetworkId,
+        hold: impl FnOnce() -> Held,
+    ) -> bool {
+        match self.gate(now, nwid, source) {
+            GateResult::Pass => true,
+            GateResult::Ignore => false,
+            GateResult::Fail => {
+                let h = self.hold_entry(hold);
+                self.gate_failed(now, verb, packet_id, source, nwid, h);
+                false
+            }
         }
     }
 
@@ -1136,17 +1144,38 @@ impl Node {
             None
         };
         let Some(results) = results else { return };
-        let mut body = Vec::with_capacity(27 + results.len());
+        let reply = GatherReply {
+            in_re: Verb::MULTICAST_GATHER,
+            packet_id,
+            nwid,
+            group: g.group,
+        };
+        self.send_gather_results(now, source, reply, &results);
+    }
+
+    /// OK(MULTICAST_GATHER) or OK(MULTICAST_FRAME) carrying gather results:
+    /// `nwid | MAC | ADI | [flags 0x02 for MULTICAST_FRAME] | results`. spec: vl2.md §7.4, §7.5
+    pub(crate) fn send_gather_results(
+        &mut self,
+        now: Timestamp,
+        to: Address,
+        r: GatherReply,
+        results: &[u8],
+    ) {
+        let mut body = Vec::with_capacity(28 + results.len());
         OkHeader {
-            in_re_verb: Verb::MULTICAST_GATHER,
-            in_re_packet_id: packet_id,
+            in_re_verb: r.in_re,
+            in_re_packet_id: r.packet_id,
         }
         .encode(&mut body);
-        body.extend_from_slice(&nwid.0.to_be_bytes());
-        body.extend_from_slice(&g.group.mac.0);
-        body.extend_from_slice(&g.group.adi.to_be_bytes());
-        body.extend_from_slice(&results);
-        self.send(now, source, Verb::OK, &body);
+        body.extend_from_slice(&r.nwid.0.to_be_bytes());
+        body.extend_from_slice(&r.group.mac.0);
+        body.extend_from_slice(&r.group.adi.to_be_bytes());
+        if r.in_re == Verb::MULTICAST_FRAME {
+            body.push(0x02);
+        }
+        body.extend_from_slice(results);
+        self.send(now, to, Verb::OK, &body);
     }
 
     /// OK(MULTICAST_GATHER) and OK(MULTICAST_FRAME) bodies: learn the listed members.

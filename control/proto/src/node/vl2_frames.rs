@@ -14,7 +14,7 @@ use weft_wire::verbs::OkHeader;
 use weft_wire::verbs::vl2::{ExtFrame, Frame, MulticastFrame, MulticastGroup};
 
 use super::Node;
-use super::vl2::MAX_VL2_PAYLOAD;
+use super::vl2::{GatherReply, MAX_VL2_PAYLOAD};
 use crate::network::multicast::{self, GATHER_INTERVAL_MS, OutboundFrame, PendingMulticast};
 use crate::{Event, Timestamp};
 
@@ -373,18 +373,13 @@ impl Node {
             ) else {
                 return;
             };
-            let mut body = Vec::with_capacity(28 + results.len());
-            OkHeader {
-                in_re_verb: Verb::MULTICAST_FRAME,
-                in_re_packet_id: packet_id,
-            }
-            .encode(&mut body);
-            body.extend_from_slice(&nwid.0.to_be_bytes());
-            body.extend_from_slice(&f.group.mac.0);
-            body.extend_from_slice(&f.group.adi.to_be_bytes());
-            body.push(0x02);
-            body.extend_from_slice(&results);
-            self.send(now, source, Verb::OK, &body);
+            let reply = GatherReply {
+                in_re: Verb::MULTICAST_FRAME,
+                packet_id,
+                nwid,
+                group: f.group,
+            };
+            self.send_gather_results(now, source, reply, &results);
         }
     }
 
