@@ -230,7 +230,14 @@ mod tests {
         assert_eq!(m.to_string(), "12:7f:9c:2a:00:2a");
         assert_eq!(m.to_u64(), 0x127f_9c2a_002a);
         assert_eq!(Mac::from_u64(0xffff_127f_9c2a_002a), m);
-        for bad in ["", "12:7f:9c:2a:00", "12:7f:9c:2a:00:2a:00", "1:7f:9c:2a:00:2a", "zz:7f:9c:2a:00:2a", "+1:7f:9c:2a:00:2a"] {
+        for bad in [
+            "",
+            "12:7f:9c:2a:00",
+            "12:7f:9c:2a:00:2a:00",
+            "1:7f:9c:2a:00:2a",
+            "zz:7f:9c:2a:00:2a",
+            "+1:7f:9c:2a:00:2a",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
         assert!(Mac::BROADCAST.is_broadcast() && Mac::BROADCAST.is_multicast());
@@ -245,10 +252,12 @@ mod tests {
         let g = MulticastGroup::for_ipv4_arp(Ipv4Addr::new(10, 147, 17, 38));
         assert_eq!(g.mac, Mac::BROADCAST);
         assert_eq!(g.adi, 177_410_342);
-        let g = MulticastGroup::for_ipv6_solicited("fd7c:55a8:da82:c903:1299:937c:55a8:da82".parse().unwrap());
+        let g = MulticastGroup::for_ipv6_solicited(
+            "fd7c:55a8:da82:c903:1299:937c:55a8:da82".parse().unwrap(),
+        );
         assert_eq!(g.mac.to_string(), "33:33:ff:a8:da:82");
         assert_eq!(g.adi, 0);
-        let mut v = vec![
+        let mut v = [
             MulticastGroup::BROADCAST,
             MulticastGroup::new(Mac([0x33, 0x33, 0, 0, 0, 1])),
             MulticastGroup::for_ipv4_arp(Ipv4Addr::new(10, 0, 0, 1)),

@@ -97,7 +97,8 @@ pub fn ndp_emulated_owner(nwid: NetworkId, own: Ipv6Net, target: Ipv6Addr) -> Op
 /// Whether `ip` lies in our own 6PLANE /40 or rfc4193 /88 prefix among `own` static IPs (the
 /// "ipauth" rule for NDP emulation). spec: vl2.md §5, §15.5
 pub fn in_own_emulated_prefix(nwid: NetworkId, own: &[Ipv6Net], ip: Ipv6Addr) -> bool {
-    own.iter().any(|n| ndp_emulated_owner(nwid, *n, ip).is_some())
+    own.iter()
+        .any(|n| ndp_emulated_owner(nwid, *n, ip).is_some())
 }
 
 /// The link-local address the OS derives from a TAP MAC (informational, not assigned by
@@ -139,7 +140,10 @@ mod tests {
             rfc4193_net(n, a).to_string(),
             "fd7c:55a8:da82:c903:1299:937c:55a8:da82/88"
         );
-        assert_eq!(sixplane_net(n, a).to_string(), "fcfe:9cab:c87c:55a8:da82::1/40");
+        assert_eq!(
+            sixplane_net(n, a).to_string(),
+            "fcfe:9cab:c87c:55a8:da82::1/40"
+        );
         assert_eq!(
             sixplane_net(nw("ff00160016000000"), a).to_string(),
             "fce9:16:7c:55a8:da82::1/40"
@@ -159,15 +163,31 @@ mod tests {
         let n = nw("7c55a8da82c90312");
         let me = ad("7c55a8da82");
         let peer = ad("0a33989140");
-        assert_eq!(ndp_emulated_owner(n, rfc4193_net(n, me), rfc4193(n, peer)), Some(peer));
-        assert_eq!(ndp_emulated_owner(n, sixplane_net(n, me), sixplane(n, peer)), Some(peer));
+        assert_eq!(
+            ndp_emulated_owner(n, rfc4193_net(n, me), rfc4193(n, peer)),
+            Some(peer)
+        );
+        assert_eq!(
+            ndp_emulated_owner(n, sixplane_net(n, me), sixplane(n, peer)),
+            Some(peer)
+        );
         // an rfc4193 target does not match a 6plane assignment and vice versa
-        assert_eq!(ndp_emulated_owner(n, sixplane_net(n, me), rfc4193(n, peer)), None);
-        assert_eq!(ndp_emulated_owner(n, rfc4193_net(n, me), sixplane(n, peer)), None);
+        assert_eq!(
+            ndp_emulated_owner(n, sixplane_net(n, me), rfc4193(n, peer)),
+            None
+        );
+        assert_eq!(
+            ndp_emulated_owner(n, rfc4193_net(n, me), sixplane(n, peer)),
+            None
+        );
         // the prefix length must be exactly 88 / 40
         let wrong = Ipv6Net::new(rfc4193(n, me), 64).unwrap();
         assert_eq!(ndp_emulated_owner(n, wrong, rfc4193(n, peer)), None);
-        assert!(in_own_emulated_prefix(n, &[sixplane_net(n, me)], sixplane(n, peer)));
+        assert!(in_own_emulated_prefix(
+            n,
+            &[sixplane_net(n, me)],
+            sixplane(n, peer)
+        ));
         assert!(!in_own_emulated_prefix(n, &[], sixplane(n, peer)));
     }
 

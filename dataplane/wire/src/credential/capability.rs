@@ -210,7 +210,10 @@ impl Capability {
 
     /// Checks the chain of custody: entry 0 from the network's controller, each later entry from
     /// the previous recipient, every signature by its `from` (looked up with `lookup`).
-    pub fn verify_chain(&self, mut lookup: impl FnMut(Address) -> Option<Identity>) -> ChainVerdict {
+    pub fn verify_chain(
+        &self,
+        mut lookup: impl FnMut(Address) -> Option<Identity>,
+    ) -> ChainVerdict {
         if !(1..=MAX_CUSTODY_CHAIN_LENGTH).contains(&self.max_custody_chain_length)
             || self.custody.len() > usize::from(self.max_custody_chain_length)
         {
@@ -330,7 +333,12 @@ mod tests {
         let ctl = id(0x7c55a8da82, 1);
         let a = id(0x0a33989140, 2);
         let b = id(0x0b33989140, 3);
-        let lookup = |x: Address| [&ctl, &a, &b].into_iter().find(|i| i.address() == x).cloned();
+        let lookup = |x: Address| {
+            [&ctl, &a, &b]
+                .into_iter()
+                .find(|i| i.address() == x)
+                .cloned()
+        };
         let mut c = Capability::unsigned(NWID, 5, 7, ssh_rules(), 3).unwrap();
         assert_eq!(c.verify_chain(lookup), ChainVerdict::Invalid); // no entries
         c.transfer(&ctl, a.address()).unwrap();
@@ -372,7 +380,10 @@ mod tests {
         let mut b = c.to_bytes();
         b[20] = 0;
         b[21] = 65; // rule count 65
-        assert!(matches!(Capability::decode(&b), Err(CredentialError::TooMany { .. })));
+        assert!(matches!(
+            Capability::decode(&b),
+            Err(CredentialError::TooMany { .. })
+        ));
         let mut b = c.to_bytes();
         b[22] = 0; // max custody length 0
         assert!(Capability::decode(&b).is_err());

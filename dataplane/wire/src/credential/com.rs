@@ -208,7 +208,14 @@ impl Com {
             return false;
         }
         // With repeated ids, the reference keeps the last value of the peer's.
-        let theirs = |id: u64| other.qualifiers.iter().rev().find(|q| q.id == id).map(|q| q.value);
+        let theirs = |id: u64| {
+            other
+                .qualifiers
+                .iter()
+                .rev()
+                .find(|q| q.id == id)
+                .map(|q| q.value)
+        };
         let mut full_identity = false;
         for q in &self.qualifiers {
             if (3..=6).contains(&q.id) {
@@ -316,7 +323,14 @@ mod tests {
         let late = Com::issue(1_000_000 + 1_800_001, 1_800_000, NWID, &b, &ctl).unwrap();
         assert!(!ca.agrees_with(&late, &b));
         // another network
-        let other = Com::issue(1_000_000, 1_800_000, NetworkId(NWID.0 + 1), &b, &id(0x9cbc6fc098, 1)).unwrap();
+        let other = Com::issue(
+            1_000_000,
+            1_800_000,
+            NetworkId(NWID.0 + 1),
+            &b,
+            &id(0x9cbc6fc098, 1),
+        )
+        .unwrap();
         assert!(!ca.agrees_with(&other, &b));
         // a signer that is not the controller
         let forged = Com::issue(1_000_000, 1_800_000, NWID, &a, &a).unwrap();
@@ -344,12 +358,28 @@ mod tests {
         // more than 8 qualifiers
         let mut t = vec![1, 0, 9];
         t.extend_from_slice(&[0; 9 * 24 + 5]);
-        assert!(matches!(Com::decode(&t), Err(CredentialError::TooMany { .. })));
+        assert!(matches!(
+            Com::decode(&t),
+            Err(CredentialError::TooMany { .. })
+        ));
         // unsigned: no signature bytes follow a zero signer
         let (c, n) = Com::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0xaa]).unwrap();
         assert_eq!(n, 8);
         assert!(!c.is_signed() && !c.verify(&ctl));
         assert!(!c.agrees_with(&c, &ctl));
-        assert!(Com::sign_qualifiers(vec![Qualifier { id: 0, value: 0, max_delta: 0 }; 9], &ctl).is_err());
+        assert!(
+            Com::sign_qualifiers(
+                vec![
+                    Qualifier {
+                        id: 0,
+                        value: 0,
+                        max_delta: 0
+                    };
+                    9
+                ],
+                &ctl
+            )
+            .is_err()
+        );
     }
 }

@@ -216,7 +216,10 @@ impl Coo {
 
     /// The things, in order.
     pub fn things(&self) -> Vec<Thing> {
-        self.things.iter().map(|(k, v)| Thing::from_raw(*k, v)).collect()
+        self.things
+            .iter()
+            .map(|(k, v)| Thing::from_raw(*k, v))
+            .collect()
     }
 
     /// Network.
@@ -270,8 +273,15 @@ mod tests {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-        let c = Coo::issue(nwid, 0x1a201615d1b, 1, ips.iter().map(|&i| i.into()).collect(), to, &ctl)
-            .unwrap();
+        let c = Coo::issue(
+            nwid,
+            0x1a201615d1b,
+            1,
+            ips.iter().map(|&i| i.into()).collect(),
+            to,
+            &ctl,
+        )
+        .unwrap();
         let b = c.to_bytes();
         assert_eq!(b.len(), 209);
         let h = hex::encode(&b);
@@ -291,8 +301,19 @@ mod tests {
         }
         assert!(!back.owns_ip("10.147.17.208".parse().unwrap()));
         assert!(!back.owns_mac(Mac([0x0a, 0x93, 0x11, 0xd1, 0, 0])));
-        assert_eq!(back.things()[3], Thing::Ipv4("10.147.17.209".parse().unwrap()));
-        let m = Coo::issue(nwid, 1, 2, vec![Thing::Mac(Mac([2, 1, 2, 3, 4, 5]))], to, &ctl).unwrap();
+        assert_eq!(
+            back.things()[3],
+            Thing::Ipv4("10.147.17.209".parse().unwrap())
+        );
+        let m = Coo::issue(
+            nwid,
+            1,
+            2,
+            vec![Thing::Mac(Mac([2, 1, 2, 3, 4, 5]))],
+            to,
+            &ctl,
+        )
+        .unwrap();
         assert!(m.owns_mac(Mac([2, 1, 2, 3, 4, 5])) && !m.owns_mac(Mac([2, 1, 2, 3, 4, 6])));
         assert!(!m.owns_ip("2.1.2.3".parse().unwrap()));
         for n in 0..b.len() {
@@ -300,7 +321,10 @@ mod tests {
         }
         let mut x = b.clone();
         x[29] = 17; // 17 things
-        assert!(matches!(Coo::decode(&x), Err(CredentialError::TooMany { .. })));
+        assert!(matches!(
+            Coo::decode(&x),
+            Err(CredentialError::TooMany { .. })
+        ));
         let mut x = b.clone();
         x[40] ^= 1;
         assert!(!Coo::decode(&x).unwrap().0.verify(&ctl));

@@ -158,6 +158,8 @@ pub(crate) fn skip_extra(r: &mut Reader<'_>) -> Result<(), CredentialError> {
     Ok(())
 }
 
+type Decoder<T> = fn(&[u8]) -> Result<(T, usize), CredentialError>;
+
 /// The NETWORK_CREDENTIALS payload: COMs, then (each section optional from the end)
 /// capabilities, tags, revocations and COOs. spec: vl2.md §7.6
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -198,7 +200,7 @@ impl NetworkCredentials {
             p: &[u8],
             at: &mut usize,
             list: &mut Vec<T>,
-            dec: fn(&[u8]) -> Result<(T, usize), CredentialError>,
+            dec: Decoder<T>,
         ) -> Result<bool, CredentialError> {
             let Some(c) = p.get(*at..*at + 2) else {
                 if *at == p.len() {

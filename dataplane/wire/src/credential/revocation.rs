@@ -188,8 +188,17 @@ mod tests {
         let ctl = id(0x9cbc6fc098, 1);
         let nwid = NetworkId(0x9cbc_6fc0_984c_4142);
         let target: Address = "f6372234a7".parse().unwrap();
-        let r = Revocation::issue(0xdead_beef, nwid, 0, 1234, 1, target, CredentialType::Com, &ctl)
-            .unwrap();
+        let r = Revocation::issue(
+            0xdead_beef,
+            nwid,
+            0,
+            1234,
+            1,
+            target,
+            CredentialType::Com,
+            &ctl,
+        )
+        .unwrap();
         let b = r.to_bytes();
         assert_eq!(b.len(), 4 + 4 + 8 + 4 + 4 + 8 + 8 + 5 + 5 + 1 + 3 + 96 + 2);
         assert_eq!(

@@ -81,7 +81,10 @@ impl NetworkConfig {
                 rule(RuleKind::Accept),
                 rule(RuleKind::IpProtocol(0x11)),
                 or(RuleKind::IpProtocol(0x06)),
-                rule(RuleKind::DestPortRange { start: first, end: last }),
+                rule(RuleKind::DestPortRange {
+                    start: first,
+                    end: last,
+                }),
                 rule(RuleKind::Accept),
                 not(RuleKind::Characteristics(TCP_SYN)),
                 rule(RuleKind::Accept),
@@ -134,7 +137,13 @@ mod tests {
         assert_eq!(c.static_ips.len(), 1);
         assert_eq!(c.static_ips[0].to_string(), "fce9:16:7c:55a8:da82::1/40");
         assert_eq!(
-            (c.flags, c.mtu, c.multicast_limit, c.revision, c.credential_time_max_delta),
+            (
+                c.flags,
+                c.mtu,
+                c.multicast_limit,
+                c.revision,
+                c.credential_time_max_delta
+            ),
             (0x04, 2800, 0, 1, 7_200_000)
         );
         assert!(c.is_public() && !c.broadcast_enabled() && c.ndp_emulation());
@@ -157,9 +166,18 @@ mod tests {
         assert_eq!(again, c);
         // an empty port range
         let e = NetworkConfig::adhoc("ff00170016000000".parse().unwrap(), own(), 0);
-        assert_eq!(e, Err(AdhocError { nwid: "ff00170016000000".parse().unwrap(), first: 0x17, last: 0x16 }));
+        assert_eq!(
+            e,
+            Err(AdhocError {
+                nwid: "ff00170016000000".parse().unwrap(),
+                first: 0x17,
+                last: 0x16
+            })
+        );
         // a full range
-        let c = NetworkConfig::adhoc("ff0000ffff000000".parse().unwrap(), own(), 0).unwrap().unwrap();
+        let c = NetworkConfig::adhoc("ff0000ffff000000".parse().unwrap(), own(), 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(c.name, "adhoc-0000-ffff");
     }
 
@@ -176,13 +194,22 @@ mod tests {
         let ips: Vec<String> = c.static_ips.iter().map(ToString::to_string).collect();
         assert_eq!(ips[1], "10.168.218.130/8");
         assert_eq!(c.rules, vec![Rule::new(RuleKind::Accept)]);
-        assert_eq!(NetworkConfig::from_dictionary(&c.to_dictionary()).unwrap(), c);
+        assert_eq!(
+            NetworkConfig::from_dictionary(&c.to_dictionary()).unwrap(),
+            c
+        );
         // no hub
-        let c = NetworkConfig::adhoc("ff0a000000000001".parse().unwrap(), own(), 0).unwrap().unwrap();
+        let c = NetworkConfig::adhoc("ff0a000000000001".parse().unwrap(), own(), 0)
+            .unwrap()
+            .unwrap();
         assert!(c.specialists.is_empty());
         // other ids
         for n in ["ff00000000000002", "ff000000000000ff", "7c55a8da82c90312"] {
-            assert_eq!(NetworkConfig::adhoc(n.parse().unwrap(), own(), 0), Ok(None), "{n}");
+            assert_eq!(
+                NetworkConfig::adhoc(n.parse().unwrap(), own(), 0),
+                Ok(None),
+                "{n}"
+            );
         }
         assert!(is_adhoc(nwid) && !is_adhoc(NetworkId(1)));
     }

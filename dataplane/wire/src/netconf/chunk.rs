@@ -114,10 +114,14 @@ struct Slot {
     received: usize,
     chunk_ids: Vec<u64>,
     touched: (i64, u64),
+    /// Delivered; kept (without data) so that re-deliveries of its chunks are ignored.
+    complete: bool,
 }
 
 /// Reassembles chunked configs: up to 3 updates at once (the least recently touched is
 /// replaced), duplicates ignored, at most 474 chunks per update, overlapping chunks refused.
+/// A completed update keeps its slot (like the reference), so a relayed copy of one of its chunks
+/// is ignored rather than delivered twice.
 /// spec: vl2.md §9.3
 #[derive(Debug, Default)]
 pub struct ChunkAssembler {
@@ -131,9 +135,9 @@ impl ChunkAssembler {
         Self::default()
     }
 
-    /// Updates being assembled.
+    /// Updates being assembled (not counting completed ones).
     pub fn pending(&self) -> usize {
-        self.slots.len()
+        self.slots.iter().filter(|s| !s.complete).count()
     }
 
     /// Adds one chunk. `controller` must be the identity of the chunk network's controller;
@@ -174,7 +178,7 @@ impl ChunkAssembler {
         let id = dedupe_id(s.signature);
         let existing = self.slots.iter().position(|x| x.update_id == s.update_id);
         if let Some(i) = existing
-            && self.slots[i].chunk_ids.contains(&id)
+            && (self.slots[i].complete || self.slots[i].chunk_ids.contains(&id))
         {
             return Ok(None);
         }
@@ -207,6 +211,7 @@ impl ChunkAssembler {
                     received: 0,
                     chunk_ids: Vec::new(),
                     touched,
+                    complete: false,
                 };
                 if self.slots.len() < MAX_ASSEMBLIES {
                     self.slots.push(slot);
@@ -230,8 +235,9 @@ impl ChunkAssembler {
         }
         slot.received += end - start;
         if slot.received == slot.total {
-            let done = self.slots.swap_remove(i);
-            return Ok(Some(done.data));
+            slot.complete = true;
+            slot.ranges = Vec::new();
+            return Ok(Some(std::mem::take(&mut slot.data)));
         }
         Ok(None)
     }
@@ -262,7 +268,10 @@ mod tests {
             let p = decode(c);
             assert!(p.verify(&ctl));
             let s = p.signed.unwrap();
-            assert_eq!((s.update_id, s.total_len, s.index), (42, d.len() as u32, (i * MAX_CHUNK_DATA) as u32));
+            assert_eq!(
+                (s.update_id, s.total_len, s.index),
+                (42, d.len() as u32, (i * MAX_CHUNK_DATA) as u32)
+            );
             assert_eq!(s.flags, 0);
             assert!(p.data.len() <= MAX_CHUNK_DATA);
         }
@@ -273,25 +282,37 @@ mod tests {
             assert_eq!(a.add(&decode(&chunks[i]), &ctl, false, k as i64), Ok(None));
         }
         assert_eq!(a.pending(), 1);
-        assert_eq!(a.add(&decode(&chunks[1]), &ctl, false, 9), Ok(Some(d.clone())));
+        assert_eq!(
+            a.add(&decode(&chunks[1]), &ctl, false, 9),
+            Ok(Some(d.clone()))
+        );
         assert_eq!(a.pending(), 0);
         // a single small config
         let small = sign_chunks(b"v=7", NWID, 1, &ctl).unwrap();
         assert_eq!(small.len(), 1);
         assert_eq!(small[0].len(), 8 + 2 + 3 + 17 + 3 + 96);
-        assert_eq!(a.add(&decode(&small[0]), &ctl, false, 0), Ok(Some(b"v=7".to_vec())));
+        assert_eq!(
+            a.add(&decode(&small[0]), &ctl, false, 0),
+            Ok(Some(b"v=7".to_vec()))
+        );
     }
 
     #[test]
     fn sign_errors() {
         let ctl = id(0x9cbc6fc098, 1);
         assert_eq!(sign_chunks(b"", NWID, 1, &ctl), Err(ChunkError::Empty));
-        assert_eq!(sign_chunks(b"x", NWID, 0, &ctl), Err(ChunkError::ZeroUpdateId));
+        assert_eq!(
+            sign_chunks(b"x", NWID, 0, &ctl),
+            Err(ChunkError::ZeroUpdateId)
+        );
         assert!(matches!(
             sign_chunks(&dict(NETWORK_CONFIG_CAPACITY), NWID, 1, &ctl),
             Err(ChunkError::TooLarge { .. })
         ));
-        assert!(matches!(sign_chunks(b"x", NWID, 1, &ctl.to_public()), Err(ChunkError::Signing(_))));
+        assert!(matches!(
+            sign_chunks(b"x", NWID, 1, &ctl.to_public()),
+            Err(ChunkError::Signing(_))
+        ));
     }
 
     #[test]
@@ -301,19 +322,31 @@ mod tests {
         let d = dict(2 * MAX_CHUNK_DATA);
         let chunks = sign_chunks(&d, NWID, 7, &ctl).unwrap();
         let mut a = ChunkAssembler::new();
-        assert_eq!(a.add(&decode(&chunks[0]), &other, false, 0), Err(ChunkError::BadSignature));
+        assert_eq!(
+            a.add(&decode(&chunks[0]), &other, false, 0),
+            Err(ChunkError::BadSignature)
+        );
         assert_eq!(
             a.add(&decode(&chunks[0]), &id(0x1111111111, 1), false, 0),
             Err(ChunkError::NotController)
         );
         let mut t = chunks[0].clone();
         t[20] ^= 1;
-        assert_eq!(a.add(&decode(&t), &ctl, false, 0), Err(ChunkError::BadSignature));
+        assert_eq!(
+            a.add(&decode(&t), &ctl, false, 0),
+            Err(ChunkError::BadSignature)
+        );
         assert_eq!(a.pending(), 0);
         // legacy unsigned chunk: only from the controller
         let legacy = [&NWID.0.to_be_bytes()[..], &[0, 3], b"v=7"].concat();
-        assert_eq!(a.add(&decode(&legacy), &ctl, false, 0), Err(ChunkError::Unsigned));
-        assert_eq!(a.add(&decode(&legacy), &ctl, true, 0), Ok(Some(b"v=7".to_vec())));
+        assert_eq!(
+            a.add(&decode(&legacy), &ctl, false, 0),
+            Err(ChunkError::Unsigned)
+        );
+        assert_eq!(
+            a.add(&decode(&legacy), &ctl, true, 0),
+            Ok(Some(b"v=7".to_vec()))
+        );
     }
 
     /// A forged pair of chunks (validly signed, overlapping) cannot complete an assembly.
@@ -339,8 +372,14 @@ mod tests {
         // sent; the reference would complete here, the range check refuses the second chunk.
         let mut a = ChunkAssembler::new();
         assert_eq!(a.add(&decode(&mk(b"AAAAAA", 0)), &ctl, false, 0), Ok(None));
-        assert_eq!(a.add(&decode(&mk(b"BBBB", 2)), &ctl, false, 1), Err(ChunkError::Overlap));
-        assert_eq!(a.add(&decode(&mk(b"CCCCC", 5)), &ctl, false, 2), Err(ChunkError::Overlap));
+        assert_eq!(
+            a.add(&decode(&mk(b"BBBB", 2)), &ctl, false, 1),
+            Err(ChunkError::Overlap)
+        );
+        assert_eq!(
+            a.add(&decode(&mk(b"CCCCC", 5)), &ctl, false, 2),
+            Err(ChunkError::Overlap)
+        );
         assert_eq!(
             a.add(&decode(&mk(b"DDDD", 6)), &ctl, false, 3),
             Ok(Some(b"AAAAAADDDD".to_vec()))
@@ -353,18 +392,25 @@ mod tests {
         let sig = ctl.sign(&odd[..8 + 2 + 4 + 17]).unwrap();
         let l = odd.len();
         odd[l - 96..].copy_from_slice(&sig);
-        assert_eq!(a.add(&decode(&odd), &ctl, false, 1), Err(ChunkError::Inconsistent));
+        assert_eq!(
+            a.add(&decode(&odd), &ctl, false, 1),
+            Err(ChunkError::Inconsistent)
+        );
     }
 
     #[test]
     fn three_slots_least_recently_touched_is_replaced() {
         let ctl = id(0x9cbc6fc098, 1);
         let d = dict(MAX_CHUNK_DATA + 1);
-        let updates: Vec<Vec<Vec<u8>>> =
-            (1..=4).map(|u| sign_chunks(&d, NWID, u, &ctl).unwrap()).collect();
+        let updates: Vec<Vec<Vec<u8>>> = (1..=4)
+            .map(|u| sign_chunks(&d, NWID, u, &ctl).unwrap())
+            .collect();
         let mut a = ChunkAssembler::new();
         for (t, u) in [0usize, 1, 2].into_iter().enumerate() {
-            assert_eq!(a.add(&decode(&updates[u][0]), &ctl, false, t as i64), Ok(None));
+            assert_eq!(
+                a.add(&decode(&updates[u][0]), &ctl, false, t as i64),
+                Ok(None)
+            );
         }
         assert_eq!(a.pending(), 3);
         // update 4 replaces the least recently touched assembly (update 1, touched at t=0)
@@ -373,10 +419,22 @@ mod tests {
         // update 1's second chunk starts a new assembly (its first chunk was evicted)
         assert_eq!(a.add(&decode(&updates[0][1]), &ctl, false, 11), Ok(None));
         // ... which replaced update 2 (touched at t=1); 3 and 4 still complete
-        assert_eq!(a.add(&decode(&updates[2][1]), &ctl, false, 12), Ok(Some(d.clone())));
-        assert_eq!(a.add(&decode(&updates[3][1]), &ctl, false, 13), Ok(Some(d.clone())));
-        assert_eq!(a.add(&decode(&updates[0][0]), &ctl, false, 14), Ok(Some(d.clone())));
+        assert_eq!(
+            a.add(&decode(&updates[2][1]), &ctl, false, 12),
+            Ok(Some(d.clone()))
+        );
+        assert_eq!(
+            a.add(&decode(&updates[3][1]), &ctl, false, 13),
+            Ok(Some(d.clone()))
+        );
+        assert_eq!(
+            a.add(&decode(&updates[0][0]), &ctl, false, 14),
+            Ok(Some(d.clone()))
+        );
         assert_eq!(a.pending(), 0);
+        // update 2 was replaced: its second chunk alone does not complete it
+        assert_eq!(a.add(&decode(&updates[1][1]), &ctl, false, 15), Ok(None));
+        assert_eq!(a.pending(), 1);
     }
 
     #[test]
@@ -386,11 +444,11 @@ mod tests {
         let d = dict(total);
         let mut a = ChunkAssembler::new();
         let mut last = Ok(None);
-        for i in 0..total {
+        for (i, &byte) in d.iter().enumerate() {
             let mut c = Vec::new();
             c.extend_from_slice(&NWID.0.to_be_bytes());
             c.extend_from_slice(&1u16.to_be_bytes());
-            c.push(d[i]);
+            c.push(byte);
             c.push(0);
             c.extend_from_slice(&9u64.to_be_bytes());
             c.extend_from_slice(&(total as u32).to_be_bytes());

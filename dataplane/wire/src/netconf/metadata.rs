@@ -207,13 +207,20 @@ mod tests {
     #[test]
     fn parser_defaults_and_token() {
         let m = RequestMetadata::parse(b"majv=2\na=token:s3cret").unwrap();
-        assert_eq!((m.major, m.minor, m.rules_engine_revision, m.version), (2, 0, 0, 0));
+        assert_eq!(
+            (m.major, m.minor, m.rules_engine_revision, m.version),
+            (2, 0, 0, 0)
+        );
         assert!(m.is_legacy());
         assert_eq!(m.token(), Some("s3cret"));
         assert!(RequestMetadata::parse(&vec![b'x'; 2000]).is_err());
         let mut w = RequestMetadata::new(9, 0, 1, 2);
         w.authorization = Some("token:abc".into());
-        assert!(String::from_utf8(w.to_bytes()).unwrap().ends_with("\na=token:abc"));
+        assert!(
+            String::from_utf8(w.to_bytes())
+                .unwrap()
+                .ends_with("\na=token:abc")
+        );
     }
 
     #[test]

@@ -259,7 +259,9 @@ fn ip_net(a: InetAddress) -> Result<Option<IpNet>, &'static str> {
     match a {
         InetAddress::Ip(sa) => {
             let bits = u8::try_from(sa.port()).map_err(|_| "netmask bits")?;
-            IpNet::new(sa.ip(), bits).map(Some).map_err(|_| "netmask bits")
+            IpNet::new(sa.ip(), bits)
+                .map(Some)
+                .map_err(|_| "netmask bits")
         }
         _ => Ok(None),
     }
@@ -388,9 +390,15 @@ impl NetworkConfig {
                 add(d, k, &b);
             }
         };
-        blob_key(&mut d, "CAP", &|o| self.capabilities.iter().for_each(|c| c.encode(o)));
-        blob_key(&mut d, "TAG", &|o| self.tags.iter().for_each(|t| t.encode(o)));
-        blob_key(&mut d, "COO", &|o| self.coos.iter().for_each(|c| c.encode(o)));
+        blob_key(&mut d, "CAP", &|o| {
+            self.capabilities.iter().for_each(|c| c.encode(o))
+        });
+        blob_key(&mut d, "TAG", &|o| {
+            self.tags.iter().for_each(|t| t.encode(o))
+        });
+        blob_key(&mut d, "COO", &|o| {
+            self.coos.iter().for_each(|c| c.encode(o))
+        });
         blob_key(&mut d, "S", &|o| {
             for s in &self.specialists {
                 o.extend_from_slice(&s.to_u64().to_be_bytes());
@@ -404,7 +412,9 @@ impl NetworkConfig {
                 o.extend_from_slice(&r.metric.to_be_bytes());
             }
         });
-        blob_key(&mut d, "I", &|o| self.static_ips.iter().for_each(|n| write_net(n, o)));
+        blob_key(&mut d, "I", &|o| {
+            self.static_ips.iter().for_each(|n| write_net(n, o))
+        });
         blob_key(&mut d, "R", &|o| rules::encode_all(&self.rules, o));
         blob_key(&mut d, "DNS", &|o| {
             let mut domain = [0u8; DNS_DOMAIN_LEN];
@@ -534,11 +544,15 @@ impl NetworkConfig {
         if let Some(b) = blob(d, "RT") {
             let mut at = 0;
             while at < b.len() && c.routes.len() < MAX_ROUTES {
-                let (target, n) = InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Routes(inet(e)))?;
+                let (target, n) =
+                    InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Routes(inet(e)))?;
                 at += n;
-                let (via, n) = InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Routes(inet(e)))?;
+                let (via, n) =
+                    InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Routes(inet(e)))?;
                 at += n;
-                let fm = b.get(at..at + 4).ok_or(NetconfError::Routes("truncated route"))?;
+                let fm = b
+                    .get(at..at + 4)
+                    .ok_or(NetconfError::Routes("truncated route"))?;
                 at += 4;
                 let target = ip_net(target).map_err(NetconfError::Routes)?;
                 if let Some(target) = target {
@@ -554,7 +568,8 @@ impl NetworkConfig {
         if let Some(b) = blob(d, "I") {
             let mut at = 0;
             while at < b.len() && c.static_ips.len() < MAX_STATIC_IPS {
-                let (a, n) = InetAddress::decode(&b[at..]).map_err(|e| NetconfError::StaticIps(inet(e)))?;
+                let (a, n) =
+                    InetAddress::decode(&b[at..]).map_err(|e| NetconfError::StaticIps(inet(e)))?;
                 at += n;
                 if let Some(net) = ip_net(a).map_err(NetconfError::StaticIps)? {
                     c.static_ips.push(net);
@@ -565,11 +580,14 @@ impl NetworkConfig {
             c.rules = decode_rules_capped(b).map_err(NetconfError::Rules)?;
         }
         if let Some(b) = blob(d, "DNS") {
-            let domain = b.get(..DNS_DOMAIN_LEN).ok_or(NetconfError::Dns("truncated domain"))?;
+            let domain = b
+                .get(..DNS_DOMAIN_LEN)
+                .ok_or(NetconfError::Dns("truncated domain"))?;
             c.dns.domain = text(&domain[..DNS_DOMAIN_LEN - 1], DNS_DOMAIN_LEN - 1);
             let mut at = DNS_DOMAIN_LEN;
             for _ in 0..MAX_DNS_SERVERS {
-                let (a, n) = InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Dns(inet(e)))?;
+                let (a, n) =
+                    InetAddress::decode(&b[at..]).map_err(|e| NetconfError::Dns(inet(e)))?;
                 at += n;
                 if let Some(sa) = a.socket_addr() {
                     c.dns.servers.push(sa.ip());
@@ -663,7 +681,8 @@ impl NetworkConfig {
 
     /// Whether `address` is a multicast replicator.
     pub fn is_multicast_replicator(&self, address: Address) -> bool {
-        self.with_role(ROLE_MULTICAST_REPLICATOR).any(|a| a == address)
+        self.with_role(ROLE_MULTICAST_REPLICATOR)
+            .any(|a| a == address)
     }
 
     /// Adds a specialist, OR-ing the roles into an existing entry for the same address.
@@ -697,7 +716,11 @@ fn decode_rules_capped(b: &[u8]) -> Result<Vec<Rule>, RuleError> {
         n += 1;
     }
     // Cut only after the 1024th rule; a malformed rule before that is still an error.
-    let cut = if n == MAX_NETWORK_RULES { end.min(b.len()) } else { b.len() };
+    let cut = if n == MAX_NETWORK_RULES {
+        end.min(b.len())
+    } else {
+        b.len()
+    };
     rules::decode_all(&b[..cut], MAX_NETWORK_RULES)
 }
 

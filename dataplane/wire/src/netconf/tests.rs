@@ -60,13 +60,18 @@ fn example() -> NetworkConfig {
     c.rules = vec![Rule::new(RuleKind::Accept)];
     c.dns = Dns {
         domain: "zt.example".into(),
-        servers: vec!["10.147.17.1".parse().unwrap(), "fd12:3456:789a::1".parse().unwrap()],
+        servers: vec![
+            "10.147.17.1".parse().unwrap(),
+            "fd12:3456:789a::1".parse().unwrap(),
+        ],
     };
     c
 }
 
 fn keys(d: &Dictionary) -> Vec<String> {
-    d.entries().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect()
+    d.entries()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect()
 }
 
 // spec: vl2.md §11, §11.1 [verified]
@@ -77,8 +82,8 @@ fn writes_the_reference_layout() {
     assert_eq!(
         keys(&d),
         [
-            "v", "nwid", "ts", "ctmd", "r", "id", "tt", "tl", "f", "ml", "t", "n", "mtu", "C", "CAP",
-            "TAG", "COO", "RT", "I", "R", "DNS", "ssov", "ssoe"
+            "v", "nwid", "ts", "ctmd", "r", "id", "tt", "tl", "f", "ml", "t", "n", "mtu", "C",
+            "CAP", "TAG", "COO", "RT", "I", "R", "DNS", "ssov", "ssoe"
         ]
     );
     let text = String::from_utf8_lossy(&d.to_bytes()).into_owned();
@@ -91,21 +96,38 @@ fn writes_the_reference_layout() {
     assert!(text.ends_with("\nssov=0000000000000000\nssoe=0"));
     let len = |k: &str| d.get(k).unwrap().len();
     assert_eq!(
-        (len("C"), len("TAG"), len("CAP"), len("COO"), len("RT"), len("I"), len("R"), len("DNS")),
+        (
+            len("C"),
+            len("TAG"),
+            len("CAP"),
+            len("COO"),
+            len("RT"),
+            len("I"),
+            len("R"),
+            len("DNS")
+        ),
         (272, 135, 150, 209, 36, 64, 2, 156)
     );
-    assert_eq!(hex::encode(d.get("RT").unwrap())[..24], *"040a93110000180000000000");
+    assert_eq!(
+        hex::encode(d.get("RT").unwrap())[..24],
+        *"040a93110000180000000000"
+    );
     assert_eq!(hex::encode(d.get("R").unwrap()), "0100");
     let dns = d.get("DNS").unwrap();
     assert_eq!(&dns[..10], b"zt.example");
-    assert_eq!(hex::encode(&dns[128..]), "040a931101000006fd123456789a0000000000000000000100000000");
+    assert_eq!(
+        hex::encode(&dns[128..]),
+        "040a931101000006fd123456789a0000000000000000000100000000"
+    );
     // and reads back to the same config, byte for byte
     let back = NetworkConfig::from_bytes(&d.to_bytes()).unwrap();
     assert_eq!(back, c);
     assert_eq!(back.to_bytes(), d.to_bytes());
     let ctl = id(0x7c55a8da82, 1);
     assert!(back.com.as_ref().unwrap().verify(&ctl));
-    assert!(back.capabilities[0].verify(&ctl) && back.tags[0].verify(&ctl) && back.coos[0].verify(&ctl));
+    assert!(
+        back.capabilities[0].verify(&ctl) && back.tags[0].verify(&ctl) && back.coos[0].verify(&ctl)
+    );
     assert!(back.coos[0].owns_ip("10.147.17.209".parse().unwrap()));
 }
 
@@ -115,7 +137,10 @@ fn empty_config_still_writes_dns_and_sso() {
     let d = c.to_dictionary();
     assert_eq!(
         keys(&d),
-        ["v", "nwid", "ts", "ctmd", "r", "id", "tt", "tl", "f", "ml", "t", "n", "mtu", "DNS", "ssov", "ssoe"]
+        [
+            "v", "nwid", "ts", "ctmd", "r", "id", "tt", "tl", "f", "ml", "t", "n", "mtu", "DNS",
+            "ssov", "ssoe"
+        ]
     );
     assert_eq!(d.get("DNS").unwrap().len(), 132);
     assert_eq!(d.get("n").unwrap(), b"");
@@ -151,27 +176,47 @@ fn specialists_sso_and_signed_values() {
     let d = c.to_dictionary();
     assert_eq!(d.get("ts").unwrap(), b"-0000000000000005");
     assert_eq!(d.get("tt").unwrap(), b"1122334455");
-    assert_eq!(hex::encode(d.get("S").unwrap()), "00000600112233440000080055667788");
-    assert_eq!(&keys(&d)[13..], ["S", "RT", "DNS", "ssov", "ssoe", "iurl", "ssoce", "sson", "ssos", "ssocid", "ssop"]);
+    assert_eq!(
+        hex::encode(d.get("S").unwrap()),
+        "00000600112233440000080055667788"
+    );
+    assert_eq!(
+        &keys(&d)[13..],
+        [
+            "S", "RT", "DNS", "ssov", "ssoe", "iurl", "ssoce", "sson", "ssos", "ssocid", "ssop"
+        ]
+    );
     let back = NetworkConfig::from_dictionary(&d).unwrap();
     assert_eq!(back, c);
     assert!(back.is_public());
     assert!(back.is_active_bridge("0011223344".parse().unwrap()));
-    assert_eq!(back.active_bridges(), vec!["0011223344".parse::<Address>().unwrap()]);
+    assert_eq!(
+        back.active_bridges(),
+        vec!["0011223344".parse::<Address>().unwrap()]
+    );
     assert_eq!(back.anchors().len(), 1);
     assert!(back.is_multicast_replicator("0055667788".parse().unwrap()));
     assert!(!back.is_active_bridge("0055667788".parse().unwrap()));
-    assert_eq!(back.routes[0].via, Some("10.147.17.1".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        back.routes[0].via,
+        Some("10.147.17.1".parse::<IpAddr>().unwrap())
+    );
     // v1 without a provider reads as "default"; v0 writes aurl only when non-empty
     let mut d1 = Dictionary::parse(b"v=7\nnwid=1\nid=1\nssov=1\nssoe=1\naurl=u").unwrap();
     let c1 = NetworkConfig::from_dictionary(&d1).unwrap();
-    assert_eq!((c1.sso.provider.as_str(), c1.sso.authentication_url.as_str()), ("default", "u"));
+    assert_eq!(
+        (c1.sso.provider.as_str(), c1.sso.authentication_url.as_str()),
+        ("default", "u")
+    );
     d1 = Dictionary::parse(b"v=7\nnwid=1\nid=1\nssov=0\nssoe=1\naexpt=-10").unwrap();
     let c0 = NetworkConfig::from_dictionary(&d1).unwrap();
     assert_eq!(c0.sso.authentication_expiry_time, -16);
     let w = c0.to_dictionary();
     assert_eq!(&keys(&w)[keys(&w).len() - 3..], ["ssov", "ssoe", "aexpt"]);
-    assert_eq!(Specialist::from_u64(0x0000_0200_1122_3344).roles, ROLE_ACTIVE_BRIDGE);
+    assert_eq!(
+        Specialist::from_u64(0x0000_0200_1122_3344).roles,
+        ROLE_ACTIVE_BRIDGE
+    );
     assert_eq!(c.mac(), Mac::for_member(member(), NWID));
 }
 
@@ -195,18 +240,27 @@ fn with(key: &str, value: &[u8]) -> Dictionary {
 #[test]
 fn reader_rules() {
     let read = |d: &Dictionary| NetworkConfig::from_dictionary(d);
-    assert_eq!(read(&with("v", b"5")), Err(NetconfError::VersionTooOld { found: 5 }));
+    assert_eq!(
+        read(&with("v", b"5")),
+        Err(NetconfError::VersionTooOld { found: 5 })
+    );
     assert_eq!(
         read(&Dictionary::parse(b"nwid=1\nid=1").unwrap()),
         Err(NetconfError::VersionTooOld { found: 0 })
     );
-    assert_eq!(read(&with("nwid", b"0")), Err(NetconfError::MissingNetworkId));
+    assert_eq!(
+        read(&with("nwid", b"0")),
+        Err(NetconfError::MissingNetworkId)
+    );
     assert_eq!(read(&with("id", b"")), Err(NetconfError::MissingIssuedTo));
     assert_eq!(read(&with("mtu", b"10")).unwrap().mtu, 1280);
     assert_eq!(read(&with("mtu", b"ffffff")).unwrap().mtu, 10000);
     let min = Dictionary::parse(b"v=6\nnwid=1\nid=1").unwrap();
     let m = read(&min).unwrap();
-    assert_eq!((m.mtu, m.network_type, m.multicast_limit), (2800, NetworkType::Private, 0));
+    assert_eq!(
+        (m.mtu, m.network_type, m.multicast_limit),
+        (2800, NetworkType::Private, 0)
+    );
     assert_eq!(read(&with("n", &[b'x'; 200])).unwrap().name.len(), 127);
     assert_eq!(read(&with("n", b"ab\0cd")).unwrap().name, "ab");
 
@@ -238,21 +292,53 @@ fn reader_rules() {
     let ctl = id(0x7c55a8da82, 1);
     let mut t = Vec::new();
     for i in [5u32, 1, 3] {
-        Tag::issue(NWID, TS, i, 0, member(), &ctl).unwrap().encode(&mut t);
+        Tag::issue(NWID, TS, i, 0, member(), &ctl)
+            .unwrap()
+            .encode(&mut t);
     }
-    let ids: Vec<u32> = read(&with("TAG", &t)).unwrap().tags.iter().map(Tag::id).collect();
+    let ids: Vec<u32> = read(&with("TAG", &t))
+        .unwrap()
+        .tags
+        .iter()
+        .map(Tag::id)
+        .collect();
     assert_eq!(ids, [1, 3, 5]);
     // limits: at most 4 COOs (the rest parsed and dropped), 32 static IPs, 256 specialists
     let coo = blob("COO");
     assert_eq!(read(&with("COO", &coo.repeat(6))).unwrap().coos.len(), 4);
     let ip = [4u8, 10, 0, 0, 1, 0, 8];
-    assert_eq!(read(&with("I", &ip.repeat(40))).unwrap().static_ips.len(), 32);
-    assert_eq!(read(&with("S", &[0u8, 0, 2, 0, 0, 0, 0, 1].repeat(300))).unwrap().specialists.len(), 256);
+    assert_eq!(
+        read(&with("I", &ip.repeat(40))).unwrap().static_ips.len(),
+        32
+    );
+    assert_eq!(
+        read(&with("S", &[0u8, 0, 2, 0, 0, 0, 0, 1].repeat(300)))
+            .unwrap()
+            .specialists
+            .len(),
+        256
+    );
     // at most 1024 base rules; the rest is ignored
-    assert_eq!(read(&with("R", &[1u8, 0].repeat(1100))).unwrap().rules.len(), 1024);
+    assert_eq!(
+        read(&with("R", &[1u8, 0].repeat(1100)))
+            .unwrap()
+            .rules
+            .len(),
+        1024
+    );
     // an empty blob is "none"
     assert_eq!(read(&with("C", b"")).unwrap().com, None);
     // credentials are not verified when reading
-    let r = Revocation::issue(1, NWID, 0, 0, 0, member(), crate::credential::CredentialType::Com, &ctl).unwrap();
+    let r = Revocation::issue(
+        1,
+        NWID,
+        0,
+        0,
+        0,
+        member(),
+        crate::credential::CredentialType::Com,
+        &ctl,
+    )
+    .unwrap();
     assert!(r.verify(&ctl));
 }
