@@ -19,7 +19,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz_dir="$root/dataplane/wire/fuzz"
-all_targets=(datagram reassembly dictionary world identity addresses tcp_tunnel)
+all_targets=(datagram reassembly dictionary world identity addresses tcp_tunnel netconf)
 
 secs="${1:-${FUZZ_SECONDS:-10}}"
 if [[ $# -gt 0 ]]; then shift; fi

@@ -257,7 +257,7 @@ mod tests {
         );
         assert_eq!(g.mac.to_string(), "33:33:ff:a8:da:82");
         assert_eq!(g.adi, 0);
-        let mut v = vec![
+        let mut v = [
             MulticastGroup::BROADCAST,
             MulticastGroup::new(Mac([0x33, 0x33, 0, 0, 0, 1])),
             MulticastGroup::for_ipv4_arp(Ipv4Addr::new(10, 0, 0, 1)),

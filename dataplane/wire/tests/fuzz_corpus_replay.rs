@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("datagram", weft_wire::fuzzing::datagram),
     ("reassembly", weft_wire::fuzzing::reassembly),
     ("dictionary", weft_wire::fuzzing::dictionary),
@@ -14,6 +14,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("identity", weft_wire::fuzzing::identity),
     ("addresses", weft_wire::fuzzing::addresses),
     ("tcp_tunnel", weft_wire::fuzzing::tcp_tunnel),
+    ("netconf", weft_wire::fuzzing::netconf),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -94,6 +95,11 @@ fn addresses() {
 #[test]
 fn tcp_tunnel() {
     replay(TARGETS[6].0, TARGETS[6].1);
+}
+
+#[test]
+fn netconf() {
+    replay(TARGETS[7].0, TARGETS[7].1);
 }
 
 /// Every fuzz target has a corpus directory, and every corpus directory is a known target.

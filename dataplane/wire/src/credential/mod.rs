@@ -158,6 +158,8 @@ pub(crate) fn skip_extra(r: &mut Reader<'_>) -> Result<(), CredentialError> {
     Ok(())
 }
 
+type Decoder<T> = fn(&[u8]) -> Result<(T, usize), CredentialError>;
+
 /// The NETWORK_CREDENTIALS payload: COMs, then (each section optional from the end)
 /// capabilities, tags, revocations and COOs. spec: vl2.md §7.6
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,14 +177,20 @@ pub struct NetworkCredentials {
 }
 
 impl NetworkCredentials {
-    /// Decodes a payload. Sections missing at the end are empty; a payload that ends inside a
-    /// section or a credential is an error.
+    /// Decodes a payload. The COM list must end with its 0x00 terminator; the sections after it
+    /// are optional from the end (missing ones are empty); a payload that ends inside a section
+    /// or a credential is an error.
     pub fn decode(p: &[u8]) -> Result<Self, CredentialError> {
         let mut out = NetworkCredentials::default();
         let mut at = 0;
         loop {
             match p.get(at) {
-                None => return Ok(out),
+                None => {
+                    return Err(CredentialError::Truncated {
+                        what: "NETWORK_CREDENTIALS",
+                        at,
+                    });
+                }
                 Some(0) => {
                     at += 1;
                     break;
@@ -198,7 +206,7 @@ impl NetworkCredentials {
             p: &[u8],
             at: &mut usize,
             list: &mut Vec<T>,
-            dec: fn(&[u8]) -> Result<(T, usize), CredentialError>,
+            dec: Decoder<T>,
         ) -> Result<bool, CredentialError> {
             let Some(c) = p.get(*at..*at + 2) else {
                 if *at == p.len() {
@@ -250,6 +258,60 @@ impl NetworkCredentials {
         for c in self.coos.iter().take(usize::from(u16::MAX)) {
             c.encode(out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_ids::id;
+    use super::*;
+    use crate::address::NetworkId;
+
+    #[test]
+    fn network_credentials_sections_are_optional_from_the_end() {
+        let nwid = NetworkId(0x9cbc_6fc0_984c_4142);
+        let ctl = id(0x9cbc6fc098, 1);
+        let m = id(0xf6372234a7, 2);
+        let all = NetworkCredentials {
+            coms: vec![Com::issue(1, 2, nwid, &m, &ctl).unwrap()],
+            capabilities: vec![Capability::issue(nwid, 1, 5, vec![], m.address(), &ctl).unwrap()],
+            tags: vec![
+                Tag::issue(nwid, 1, 1, 2, m.address(), &ctl).unwrap(),
+                Tag::issue(nwid, 1, 2, 3, m.address(), &ctl).unwrap(),
+            ],
+            revocations: vec![
+                Revocation::issue(1, nwid, 0, 9, 1, m.address(), CredentialType::Com, &ctl)
+                    .unwrap(),
+            ],
+            coos: vec![Coo::issue(nwid, 1, 1, vec![], m.address(), &ctl).unwrap()],
+        };
+        let mut p = Vec::new();
+        all.encode(&mut p);
+        assert_eq!(NetworkCredentials::decode(&p).unwrap(), all);
+        // cut after each section: the rest is empty
+        let com_len = all.coms[0].to_bytes().len();
+        let only_com = NetworkCredentials::decode(&p[..com_len + 1]).unwrap();
+        assert_eq!(only_com.coms, all.coms);
+        assert!(only_com.capabilities.is_empty() && only_com.coos.is_empty());
+        let cap_end = com_len + 1 + 2 + all.capabilities[0].to_bytes().len();
+        let caps = NetworkCredentials::decode(&p[..cap_end]).unwrap();
+        assert_eq!(caps.capabilities, all.capabilities);
+        assert!(caps.tags.is_empty());
+        // a bare terminator (what a member without a COM sends) and the revocation-only form
+        assert_eq!(
+            NetworkCredentials::decode(&[0]).unwrap(),
+            NetworkCredentials::default()
+        );
+        let mut r = vec![0, 0, 0, 0, 0, 0, 1];
+        all.revocations[0].encode(&mut r);
+        r.extend_from_slice(&[0, 0]);
+        let only_rev = NetworkCredentials::decode(&r).unwrap();
+        assert_eq!(only_rev.revocations, all.revocations);
+        // truncations are errors: no terminator, half a count, half a credential
+        assert!(NetworkCredentials::decode(&[]).is_err());
+        assert!(NetworkCredentials::decode(&p[..com_len]).is_err());
+        assert!(NetworkCredentials::decode(&p[..com_len + 2]).is_err());
+        assert!(NetworkCredentials::decode(&p[..cap_end - 1]).is_err());
     }
 }
 

@@ -114,10 +114,14 @@ struct Slot {
     received: usize,
     chunk_ids: Vec<u64>,
     touched: (i64, u64),
+    /// Delivered; kept (without data) so that re-deliveries of its chunks are ignored.
+    complete: bool,
 }
 
 /// Reassembles chunked configs: up to 3 updates at once (the least recently touched is
 /// replaced), duplicates ignored, at most 474 chunks per update, overlapping chunks refused.
+/// A completed update keeps its slot (like the reference), so a relayed copy of one of its chunks
+/// is ignored rather than delivered twice.
 /// spec: vl2.md §9.3
 #[derive(Debug, Default)]
 pub struct ChunkAssembler {
@@ -131,9 +135,9 @@ impl ChunkAssembler {
         Self::default()
     }
 
-    /// Updates being assembled.
+    /// Updates being assembled (not counting completed ones).
     pub fn pending(&self) -> usize {
-        self.slots.len()
+        self.slots.iter().filter(|s| !s.complete).count()
     }
 
     /// Adds one chunk. `controller` must be the identity of the chunk network's controller;
@@ -174,7 +178,7 @@ impl ChunkAssembler {
         let id = dedupe_id(s.signature);
         let existing = self.slots.iter().position(|x| x.update_id == s.update_id);
         if let Some(i) = existing
-            && self.slots[i].chunk_ids.contains(&id)
+            && (self.slots[i].complete || self.slots[i].chunk_ids.contains(&id))
         {
             return Ok(None);
         }
@@ -207,6 +211,7 @@ impl ChunkAssembler {
                     received: 0,
                     chunk_ids: Vec::new(),
                     touched,
+                    complete: false,
                 };
                 if self.slots.len() < MAX_ASSEMBLIES {
                     self.slots.push(slot);
@@ -230,8 +235,9 @@ impl ChunkAssembler {
         }
         slot.received += end - start;
         if slot.received == slot.total {
-            let done = self.slots.swap_remove(i);
-            return Ok(Some(done.data));
+            slot.complete = true;
+            slot.ranges = Vec::new();
+            return Ok(Some(std::mem::take(&mut slot.data)));
         }
         Ok(None)
     }
@@ -426,6 +432,9 @@ mod tests {
             Ok(Some(d.clone()))
         );
         assert_eq!(a.pending(), 0);
+        // update 2 was replaced: its second chunk alone does not complete it
+        assert_eq!(a.add(&decode(&updates[1][1]), &ctl, false, 15), Ok(None));
+        assert_eq!(a.pending(), 1);
     }
 
     #[test]
@@ -435,11 +444,11 @@ mod tests {
         let d = dict(total);
         let mut a = ChunkAssembler::new();
         let mut last = Ok(None);
-        for i in 0..total {
+        for (i, &byte) in d.iter().enumerate() {
             let mut c = Vec::new();
             c.extend_from_slice(&NWID.0.to_be_bytes());
             c.extend_from_slice(&1u16.to_be_bytes());
-            c.push(d[i]);
+            c.push(byte);
             c.push(0);
             c.extend_from_slice(&9u64.to_be_bytes());
             c.extend_from_slice(&(total as u32).to_be_bytes());
