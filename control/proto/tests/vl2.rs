@@ -71,7 +71,7 @@ fn setup_with(rules: serde_json::Value, capabilities: serde_json::Value, a_caps:
         None,
     );
     let c = s.add_node(ids[4].clone(), NodeConfig::new(w), "198.18.0.5:9993", None);
-    let nwid = NetworkId((ids[1].address().to_u64() << 24) | 0x0000_01);
+    let nwid = NetworkId((ids[1].address().to_u64() << 24) | 0x01);
     let mut controller = Controller::new(ids[1].clone(), MemoryStore::new()).unwrap();
     let rec = NetworkRecord::from_json(&json!({
         "id": nwid.to_string(), "nwid": nwid.to_string(), "name": "sim",

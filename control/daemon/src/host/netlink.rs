@@ -46,20 +46,6 @@ pub enum NetlinkError {
     },
 }
 
-impl NetlinkError {
-    /// The errno the kernel answered with, if it was a kernel refusal.
-    #[cfg_attr(not(test), allow(dead_code))] // read-back, used by the namespace tests
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            NetlinkError::Request {
-                source: rtnetlink::Error::NetlinkError(m),
-                ..
-            } => m.to_io().raw_os_error(),
-            _ => None,
-        }
-    }
-}
-
 /// One operation of a plan that did not go through; the rest of the plan still ran.
 #[derive(Debug)]
 pub struct ApplyFailure {

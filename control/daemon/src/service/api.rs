@@ -296,13 +296,15 @@ fn ctl_addr(s: &str) -> Option<Address> {
         .flatten()
 }
 
-fn json_body(body: &[u8]) -> Result<Value, Response> {
+fn json_body(body: &[u8]) -> Result<Value, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": 400, "description": format!("body: invalid JSON ({e})") })),
+        Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": 400, "description": format!("body: invalid JSON ({e})") })),
+            )
+                .into_response(),
         )
-            .into_response()
     })
 }
 
@@ -337,7 +339,7 @@ async fn ctl_post_network(
     };
     match json_body(&body) {
         Ok(v) => ctl(&c, ControllerRequest::PostNetwork(target, v)).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -372,7 +374,7 @@ async fn ctl_post_member(
     };
     match json_body(&body) {
         Ok(v) => ctl(&c, ControllerRequest::PostMember(n, a, v)).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -497,6 +499,28 @@ mod tests {
                     ApiRequest::Deorbit(id, tx) => {
                         seen.push(format!("deorbit {id:x}"));
                         let _ = tx.send(json!({}));
+                    }
+                    ApiRequest::Networks(id, tx) => {
+                        seen.push(format!("networks {id:?}"));
+                        let _ = tx.send(if id.is_some() { Value::Null } else { json!([]) });
+                    }
+                    ApiRequest::Join(id, s, tx) => {
+                        seen.push(format!("join {id} {:?}", s.allow_managed));
+                        let _ = tx.send(json!({"id": id.to_string()}));
+                    }
+                    ApiRequest::Leave(id, tx) => {
+                        seen.push(format!("leave {id}"));
+                        let _ = tx.send(Value::Null);
+                    }
+                    ApiRequest::Controller(r, tx) => {
+                        seen.push(format!("controller {r:?}"));
+                        let _ = tx.send(match r {
+                            ControllerRequest::Network(_) => Err((404, String::new())),
+                            ControllerRequest::PostMember(..) => {
+                                Err((400, "authorized: expected a boolean".into()))
+                            }
+                            _ => Ok(json!({})),
+                        });
                     }
                 }
             }
@@ -633,6 +657,114 @@ mod tests {
                 "orbit 9cbc6fc098 9cbc6fc098",
                 "deorbit 9cbc6fc098"
             ]
+        );
+    }
+
+    /// `/network` and `/controller` routes: ids are checked before the loop is asked, bodies
+    /// are parsed, errors carry their status. spec: service.md §4.4, controller.md §7.1
+    #[tokio::test]
+    async fn network_and_controller_routes() {
+        let (app, task) = app();
+        let q = "?auth=tok";
+        assert_eq!(
+            call(&app, "GET", &format!("/network{q}"), None).await.0,
+            StatusCode::OK
+        );
+        let (code, v) = call(&app, "GET", &format!("/network/123{q}"), None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().starts_with("network id"));
+        assert_eq!(
+            call(&app, "GET", &format!("/network/9cbc6fc0984c4142{q}"), None)
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        let (code, v) = call_body(
+            &app,
+            "POST",
+            &format!("/network/9cbc6fc0984c4142{q}"),
+            r#"{"allowManaged":false,"allowGlobal":"yes"}"#,
+        )
+        .await;
+        assert_eq!(
+            (code, v["id"].as_str()),
+            (StatusCode::OK, Some("9cbc6fc0984c4142"))
+        );
+        // zerotier-cli sends an empty body; it is tolerated
+        assert_eq!(
+            call_body(&app, "POST", &format!("/network/9cbc6fc0984c4142{q}"), "")
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (code, v) = call(
+            &app,
+            "DELETE",
+            &format!("/network/9cbc6fc0984c4142{q}"),
+            None,
+        )
+        .await;
+        assert_eq!((code, v), (StatusCode::OK, json!({})), "not joined: {{}}");
+
+        assert_eq!(
+            call(&app, "GET", &format!("/controller{q}"), None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(
+                &app,
+                "GET",
+                &format!("/controller/network/9cbc6fc0984c4142{q}"),
+                None
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&app, "GET", &format!("/controller/network/9cbc{q}"), None)
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "not 16 hex digits"
+        );
+        let (code, v) = call_body(
+            &app,
+            "POST",
+            &format!("/controller/network/9cbc6fc098______{q}"),
+            "{not json",
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["description"].as_str().unwrap().starts_with("body"));
+        assert_eq!(
+            call_body(
+                &app,
+                "POST",
+                &format!("/controller/network/9cbc6fc098______{q}"),
+                "{}"
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        let (code, v) = call_body(
+            &app,
+            "POST",
+            &format!("/controller/network/9cbc6fc0984c4142/member/0123456789{q}"),
+            r#"{"authorized":"yes"}"#,
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["description"].as_str().unwrap().starts_with("authorized"));
+        drop(app);
+        let seen = task.await.unwrap();
+        assert_eq!(seen.len(), 9, "{seen:?}");
+        assert_eq!(seen[2], "join 9cbc6fc0984c4142 Some(false)");
+        assert_eq!(seen[3], "join 9cbc6fc0984c4142 None");
+        assert!(
+            seen[7].starts_with("controller PostNetwork(Err(\"9cbc6fc098\")"),
+            "{seen:?}"
         );
     }
 }

@@ -224,16 +224,16 @@ impl Service {
             ..cur.clone()
         };
         let joined = self.node.network(nwid).is_some();
-        if !joined || new != cur || self.home.network_local_conf(nwid).is_none() {
-            if let Err(e) = self.home.save_network_local_conf(
+        if (!joined || new != cur || self.home.network_local_conf(nwid).is_none())
+            && let Err(e) = self.home.save_network_local_conf(
                 nwid,
                 new.allow_managed,
                 new.allow_global,
                 new.allow_default,
                 new.allow_dns,
-            ) {
-                eprintln!("weft: cannot save network settings: {e:#}");
-            }
+            )
+        {
+            eprintln!("weft: cannot save network settings: {e:#}");
         }
         self.net_settings.insert(nwid, new);
         if !joined {
@@ -732,8 +732,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                     svc.publish_tables();
                     svc.write_status();
                     svc.ticks += 1;
-                    if svc.ticks % 5 == 0 {
-                        svc.port_scan(svc.ticks % 30 == 0).await;
+                    if svc.ticks.is_multiple_of(5) {
+                        svc.port_scan(svc.ticks.is_multiple_of(30)).await;
                     }
                 }
                 Wake::Api(req) => svc.on_api(req).await,

@@ -29,7 +29,7 @@ pub(crate) enum Accepted {
 }
 
 /// One remote member's state on one network.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Membership {
     pub(crate) com: Option<Com>,
     /// COMs with a timestamp at or below this are invalid. spec: vl2.md §13.4
@@ -47,13 +47,26 @@ pub(crate) struct Membership {
     pub(crate) last_cert_request: Timestamp,
 }
 
-impl Membership {
-    pub(crate) fn new() -> Self {
+impl Default for Membership {
+    fn default() -> Self {
         Membership {
+            com: None,
+            com_revocation_threshold: 0,
+            tags: BTreeMap::new(),
+            caps: BTreeMap::new(),
+            coos: BTreeMap::new(),
+            revocations: HashMap::new(),
+            last_pushed: None,
+            // long ago: due at once
             last_like_sent: i64::MIN / 2,
             last_cert_request: i64::MIN / 2,
-            ..Default::default()
         }
+    }
+}
+
+impl Membership {
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
 
     /// The member passes the gate of a private network: it holds a COM newer than its

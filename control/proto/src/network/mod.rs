@@ -143,7 +143,7 @@ impl Network {
     }
 
     pub(crate) fn member(&mut self, a: Address) -> &mut Membership {
-        self.members.entry(a).or_insert_with(Membership::new)
+        self.members.entry(a).or_default()
     }
 
     /// Learns that `mac` sits behind the active bridge `bridge`.

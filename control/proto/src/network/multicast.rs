@@ -138,20 +138,36 @@ impl MulticastState {
     }
 }
 
+/// What a gather answer is about and for whom.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GatherQuery {
+    pub(crate) group: MulticastGroup,
+    /// Our address (listed first when `me_subscribed`).
+    pub(crate) me: Address,
+    pub(crate) me_subscribed: bool,
+    /// Never listed.
+    pub(crate) requester: Address,
+    pub(crate) limit: usize,
+    pub(crate) max_bytes: usize,
+}
+
 /// Builds gather results: `total (4) | count (2) | addresses`, self first if subscribed, then
 /// up to `limit` members in random order (never `requester`), at most `max_bytes` long. Returns
 /// `None` when no address could be listed. spec: vl2.md §7.4
 pub(crate) fn gather_results(
     state: &MulticastState,
-    group: &MulticastGroup,
-    me: Address,
-    me_subscribed: bool,
-    requester: Address,
-    limit: usize,
-    max_bytes: usize,
+    q: &GatherQuery,
     rng: &mut impl RngCore,
 ) -> Option<Vec<u8>> {
-    let members = state.shuffled(group, rng);
+    let GatherQuery {
+        group,
+        me,
+        me_subscribed,
+        requester,
+        limit,
+        max_bytes,
+    } = *q;
+    let members = state.shuffled(&group, rng);
     let total = members.len() + usize::from(me_subscribed);
     let mut list = Vec::new();
     if me_subscribed {
@@ -197,7 +213,15 @@ mod tests {
             s.add(0, g, a(n));
         }
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let r = gather_results(&s, &g, a(99), true, a(3), 10, 1400, &mut rng).unwrap();
+        let q = |me_subscribed, limit, max_bytes| GatherQuery {
+            group: g,
+            me: a(99),
+            me_subscribed,
+            requester: a(3),
+            limit,
+            max_bytes,
+        };
+        let r = gather_results(&s, &q(true, 10, 1400), &mut rng).unwrap();
         assert_eq!(u32::from_be_bytes(r[..4].try_into().unwrap()), 6);
         let n = usize::from(u16::from_be_bytes([r[4], r[5]]));
         assert_eq!(n, 5, "self + 4 members, requester left out");
@@ -208,11 +232,11 @@ mod tests {
                 .all(|c| Address::from_slice(c).unwrap() != a(3))
         );
         // limit and size bounds
-        let r = gather_results(&s, &g, a(99), false, a(3), 2, 1400, &mut rng).unwrap();
+        let r = gather_results(&s, &q(false, 2, 1400), &mut rng).unwrap();
         assert_eq!(u16::from_be_bytes([r[4], r[5]]), 2);
-        let r = gather_results(&s, &g, a(99), false, a(3), 10, 16, &mut rng).unwrap();
+        let r = gather_results(&s, &q(false, 10, 16), &mut rng).unwrap();
         assert_eq!(u16::from_be_bytes([r[4], r[5]]), 2);
-        assert!(gather_results(&s, &g, a(99), false, a(3), 0, 1400, &mut rng).is_none());
+        assert!(gather_results(&s, &q(false, 0, 1400), &mut rng).is_none());
     }
 
     #[test]

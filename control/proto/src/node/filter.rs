@@ -79,17 +79,30 @@ impl eval::LocalView for Local<'_> {
     }
 }
 
+/// Which evaluation: the remote member, the destination, the direction, and whether TEE copies
+/// may be sent.
+#[derive(Debug, Clone, Copy)]
+struct Which {
+    remote: Address,
+    zt_dest: Address,
+    inbound: bool,
+    tee_allowed: bool,
+}
+
 impl Node {
     fn evaluate(
         &mut self,
         nwid: NetworkId,
         c: &NetworkConfig,
-        remote: Address,
-        zt_dest: Address,
         eth: &Eth<'_>,
-        inbound: bool,
-        tee_allowed: bool,
+        w: Which,
     ) -> FilterVerdict {
+        let Which {
+            remote,
+            zt_dest,
+            inbound,
+            tee_allowed,
+        } = w;
         let random = self.rng.next_u32();
         let me = self.address();
         let empty = Membership::new();
@@ -154,7 +167,13 @@ impl Node {
         eth: &Eth<'_>,
         tee_allowed: bool,
     ) -> bool {
-        let v = self.evaluate(nwid, c, dest, dest, eth, false, tee_allowed);
+        let w = Which {
+            remote: dest,
+            zt_dest: dest,
+            inbound: false,
+            tee_allowed,
+        };
+        let v = self.evaluate(nwid, c, eth, w);
         if v.decision == Decision::Drop {
             return false;
         }
@@ -173,7 +192,13 @@ impl Node {
         eth: &Eth<'_>,
     ) -> u8 {
         let me = self.address();
-        let v = self.evaluate(nwid, c, sender, me, eth, true, true);
+        let w = Which {
+            remote: sender,
+            zt_dest: me,
+            inbound: true,
+            tee_allowed: true,
+        };
+        let v = self.evaluate(nwid, c, eth, w);
         self.act_on(now, nwid, &v, eth);
         match v.decision {
             Decision::Drop => 0,

@@ -495,15 +495,13 @@ impl Node {
                     self.push_credentials(now, nwid, source);
                 }
             }
-            ErrorCode::UNWANTED_MULTICAST => {
-                if data.len() >= 18 && self.gate_quiet(nwid, source) {
-                    let group = MulticastGroup {
-                        mac: Mac([data[8], data[9], data[10], data[11], data[12], data[13]]),
-                        adi: u32::from_be_bytes([data[14], data[15], data[16], data[17]]),
-                    };
-                    if let Some(n) = self.networks.get_mut(&nwid) {
-                        n.multicast.remove(group, source);
-                    }
+            ErrorCode::UNWANTED_MULTICAST if data.len() >= 18 && self.gate_quiet(nwid, source) => {
+                let group = MulticastGroup {
+                    mac: Mac([data[8], data[9], data[10], data[11], data[12], data[13]]),
+                    adi: u32::from_be_bytes([data[14], data[15], data[16], data[17]]),
+                };
+                if let Some(n) = self.networks.get_mut(&nwid) {
+                    n.multicast.remove(group, source);
                 }
             }
             _ => {}
@@ -988,14 +986,13 @@ impl Node {
                 }
                 self.answer_gather(now, source, packet_id, &g);
             }
-            Verb::NETWORK_CREDENTIALS => {
-                if !self.handle_credentials(now, source, payload) {
-                    let h = hold();
-                    if self.held.len() >= HOLD_MAX {
-                        self.held.pop_front();
-                    }
-                    self.held.push_back(h);
+            Verb::NETWORK_CREDENTIALS if !self.handle_credentials(now, source, payload) => {
+                // a signer's identity is missing: hold for a retry
+                let h = hold();
+                if self.held.len() >= HOLD_MAX {
+                    self.held.pop_front();
                 }
+                self.held.push_back(h);
             }
             Verb::NETWORK_CONFIG_REQUEST => {
                 let Ok(r) = NetworkConfigRequest::decode(payload) else {
@@ -1119,24 +1116,28 @@ impl Node {
             let subscribed = n.multicast.subscribed(&g.group, bcast);
             multicast::gather_results(
                 &n.multicast,
-                &g.group,
-                me,
-                subscribed,
-                source,
-                g.gather_limit as usize,
-                MAX_VL2_PAYLOAD - 40,
+                &multicast::GatherQuery {
+                    group: g.group,
+                    me,
+                    me_subscribed: subscribed,
+                    requester: source,
+                    limit: g.gather_limit as usize,
+                    max_bytes: MAX_VL2_PAYLOAD - 40,
+                },
                 &mut self.rng,
             )
         } else if self.may_subscribe(now, nwid, source) {
             self.root_multicast.get(&nwid).and_then(|m| {
                 multicast::gather_results(
                     m,
-                    &g.group,
-                    me,
-                    false,
-                    source,
-                    g.gather_limit as usize,
-                    MAX_VL2_PAYLOAD - 40,
+                    &multicast::GatherQuery {
+                        group: g.group,
+                        me,
+                        me_subscribed: false,
+                        requester: source,
+                        limit: g.gather_limit as usize,
+                        max_bytes: MAX_VL2_PAYLOAD - 40,
+                    },
                     &mut self.rng,
                 )
             })

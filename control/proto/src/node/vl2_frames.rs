@@ -363,12 +363,14 @@ impl Node {
             let subscribed = n.multicast.subscribed(&f.group, c.broadcast_enabled());
             let Some(results) = multicast::gather_results(
                 &n.multicast,
-                &f.group,
-                me,
-                subscribed,
-                source,
-                limit as usize,
-                MAX_VL2_PAYLOAD - 40,
+                &multicast::GatherQuery {
+                    group: f.group,
+                    me,
+                    me_subscribed: subscribed,
+                    requester: source,
+                    limit: limit as usize,
+                    max_bytes: MAX_VL2_PAYLOAD - 40,
+                },
                 &mut self.rng,
             ) else {
                 return;
