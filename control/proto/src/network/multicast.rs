@@ -246,6 +246,8 @@ mod tests {
         assert!(s.add(0, g, a(1)));
         assert!(!s.add(10, g, a(1)), "refresh, not new");
         s.expire(LIKE_EXPIRE_MS + 5);
+        assert_eq!(s.members.len(), 1, "refreshed at 10: still fresh");
+        s.expire(LIKE_EXPIRE_MS + 10);
         assert!(s.members.is_empty());
         s.subscriptions
             .push(MulticastGroup::for_ipv4_arp([10, 0, 0, 1].into()));
