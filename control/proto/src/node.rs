@@ -212,6 +212,9 @@ pub struct Node {
     /// What a root learns from LIKEs on networks it has not joined (answers GATHERs).
     pub(crate) root_multicast: HashMap<NetworkId, MulticastState>,
     pub(crate) last_network_tick: Timestamp,
+    /// Addresses the driver is bound to (interface addresses with their ports, and mapped
+    /// external addresses from UPnP/NAT-PMP), advertised in PUSH_DIRECT_PATHS.
+    pub(crate) local_addresses: Vec<SocketAddr>,
 }
 
 impl Node {
@@ -266,6 +269,7 @@ impl Node {
             retrying_held: None,
             root_multicast: HashMap::new(),
             last_network_tick: now,
+            local_addresses: Vec::new(),
         };
         node.add_root_peers(now);
         node.update_online(now);
@@ -455,6 +459,17 @@ impl Node {
             self.housekeeping(now);
         }
         self.reassembler.expire(now);
+    }
+
+    /// The addresses this node can be reached at besides what peers report (§8.10): bound
+    /// interface addresses with their ports and port-mapped external addresses. They are
+    /// advertised to trusted peers in PUSH_DIRECT_PATHS. spec: vl1.md §0.1, §5.8
+    pub fn set_local_addresses(&mut self, mut addrs: Vec<SocketAddr>) {
+        addrs.retain(|a| weft_wire::inet::is_usable_path(a.ip()) && a.port() != 0);
+        addrs.sort();
+        addrs.dedup();
+        addrs.truncate(64);
+        self.local_addresses = addrs;
     }
 
     /// Adds a peer from the peer cache (the driver loads `peers.d/` at start). It is used when

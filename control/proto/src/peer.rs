@@ -26,6 +26,8 @@ pub(crate) struct Peer {
     pub(crate) last_whois_answered: Timestamp,
     pub(crate) last_push_direct_paths: Timestamp,
     pub(crate) push_direct_paths_count: u32,
+    /// Last time we pushed our direct paths to this peer. spec: vl1.md §5.8 (sender rules)
+    pub(crate) last_paths_pushed: Timestamp,
     pub(crate) created: Timestamp,
 }
 
@@ -42,6 +44,7 @@ impl Peer {
             last_whois_answered: i64::MIN / 2,
             last_push_direct_paths: 0,
             push_direct_paths_count: 0,
+            last_paths_pushed: i64::MIN / 2,
             created: now,
         }
     }

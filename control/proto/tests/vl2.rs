@@ -376,3 +376,37 @@ fn capabilities_are_presented_and_evaluated() {
     assert!(!at_a.contains(&udp_ba), "b holds no capability");
     assert!(at_a.contains(&icmp_ba), "the base rules accept ICMP");
 }
+
+/// Members of a shared network push their bound and mapped addresses (PUSH_DIRECT_PATHS) and
+/// the other side probes them; a node that shares no network with us gets nothing.
+/// spec: vl1.md §5.8
+#[test]
+fn trusted_members_push_direct_paths() {
+    let mut n = setup(json!([{"type": "ACTION_ACCEPT"}]));
+    let (a, b, c, nwid) = (n.a, n.b, n.c, n.nwid);
+    let mapped: std::net::SocketAddr = "203.0.113.77:40123".parse().unwrap();
+    n.s.nodes[a].node.set_local_addresses(vec![mapped]);
+    // traffic between a and b (and c, which is not a member) makes pushes due
+    let (ma, mb) = (
+        Mac::for_member(n.s.nodes[a].node.address(), nwid),
+        Mac::for_member(n.s.nodes[b].node.address(), nwid),
+    );
+    let (ipa, ipb) = (ipv4_of(&n.s, a, nwid), ipv4_of(&n.s, b, nwid));
+    n.s.tap_send(a, nwid, &ipv4_frame(mb, ma, ipa, ipb, 17));
+    n.s.tap_send(b, nwid, &ipv4_frame(ma, mb, ipb, ipa, 17));
+    let now = n.s.now;
+    let ca = n.s.nodes[a].node.address();
+    n.s.nodes[c]
+        .node
+        .send_user_message(now, ca, 0x7777_0000_0001, b"hi");
+    n.s.drain(c);
+    n.s.run_for(130_000);
+    assert!(
+        n.s.sent_to.contains(&(b, mapped)),
+        "b probes a's mapped address"
+    );
+    assert!(
+        !n.s.sent_to.contains(&(c, mapped)),
+        "c is not trusted: no push"
+    );
+}

@@ -110,6 +110,10 @@ struct Service {
     ctl: Ctl,
     /// Status ticks since start (multicast scans every 5, route re-syncs every 30).
     ticks: u64,
+    /// The primary UDP port.
+    port: u16,
+    /// External addresses mapped on the gateway (UPnP/NAT-PMP), advertised like local ones.
+    mapped_addresses: Vec<SocketAddr>,
 }
 
 impl Service {
@@ -534,6 +538,34 @@ impl Service {
         }
     }
 
+    /// The addresses advertised to trusted peers: every usable address of every interface except
+    /// loopback and virtual ports (`lo`, `zt`, `tun`, `tap` prefixes), with the UDP port, plus
+    /// the port-mapped external addresses. spec: vl1.md §0.1, §5.8
+    fn refresh_local_addresses(&mut self) {
+        let mut v: Vec<SocketAddr> = self.mapped_addresses.clone();
+        if let Ok(ifs) = nix::ifaddrs::getifaddrs() {
+            for i in ifs {
+                let name = i.interface_name.as_str();
+                if ["lo", "zt", "tun", "tap"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+                {
+                    continue;
+                }
+                let Some(a) = i.address else { continue };
+                let ip: Option<IpAddr> = if let Some(v4) = a.as_sockaddr_in() {
+                    Some(IpAddr::V4(v4.ip()))
+                } else {
+                    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                };
+                if let Some(ip) = ip {
+                    v.push(SocketAddr::new(ip, self.port));
+                }
+            }
+        }
+        self.node.set_local_addresses(v);
+    }
+
     /// Every 5 s: the host's multicast subscriptions per port; every 30 s also routes.
     /// spec: vl2.md §3.2, service.md §8.2
     async fn port_scan(&mut self, routes: bool) {
@@ -685,7 +717,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             net_settings: HashMap::new(),
             ctl,
             ticks: 0,
+            port,
+            mapped_addresses: Vec::new(),
         };
+        svc.refresh_local_addresses();
         svc.publish_tables();
         for (nwid, bytes) in svc.home.joined_networks() {
             let settings = ports::local_settings(svc.home.network_local_conf(nwid).as_deref());
@@ -734,6 +769,9 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                     svc.ticks += 1;
                     if svc.ticks.is_multiple_of(5) {
                         svc.port_scan(svc.ticks.is_multiple_of(30)).await;
+                    }
+                    if svc.ticks.is_multiple_of(30) {
+                        svc.refresh_local_addresses();
                     }
                 }
                 Wake::Api(req) => svc.on_api(req).await,

@@ -755,6 +755,7 @@ impl Node {
         verb: Verb,
     ) {
         let path_ok = hops == 0 && self.path_allowed(source, from);
+        self.push_direct_paths_if_due(now, source, local, from, hops);
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use weft_wire::compress::compress_packet;
 use weft_wire::fragment::Fragmenter;
+use weft_wire::inet::PathRecord;
 use weft_wire::packet::{self, MAX_PACKET_LEN, Packet, Verb};
-use weft_wire::verbs::{Hello, MoonRef, Whois};
+use weft_wire::verbs::{Hello, MoonRef, PushDirectPaths, Whois};
 use weft_wire::{Address, CipherSuite, InetAddress, armor};
 
 use super::{Node, Queued, push_bounded};
@@ -347,6 +348,60 @@ impl Node {
             self.send_direct(now, peer, local, to, Verb::ECHO, &[]);
         } else {
             self.send_hello(now, peer, local, to);
+        }
+    }
+
+    /// Pushes our direct paths to a trusted peer (a member of a network we share) at most every
+    /// 120 s when its packet came direct, 15 s when relayed, over the path it came from.
+    /// spec: vl1.md §5.8 (sender rules), §8.10
+    pub(crate) fn push_direct_paths_if_due(
+        &mut self,
+        now: Timestamp,
+        peer: Address,
+        local: LocalSocket,
+        from: SocketAddr,
+        hops: u8,
+    ) {
+        let interval = if hops == 0 { 120_000 } else { 15_000 };
+        let due = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| now - p.last_paths_pushed >= interval);
+        if !due || !self.networks.keys().any(|n| self.gate_quiet(*n, peer)) {
+            return;
+        }
+        let mut addrs = self.local_addresses.clone();
+        addrs.extend(self.external_addresses());
+        addrs.sort();
+        addrs.dedup();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_paths_pushed = now;
+        }
+        // records are packed while the packet stays under about 1,200 bytes
+        for part in addrs.chunks(48) {
+            let mut payload = Vec::new();
+            PushDirectPaths {
+                records: part
+                    .iter()
+                    .map(|a| PathRecord {
+                        flags: 0,
+                        address: Some(*a),
+                    })
+                    .collect(),
+            }
+            .encode(&mut payload);
+            if hops == 0 {
+                self.send_direct(
+                    now,
+                    peer,
+                    Some(local),
+                    from,
+                    Verb::PUSH_DIRECT_PATHS,
+                    &payload,
+                );
+            } else {
+                self.send(now, peer, Verb::PUSH_DIRECT_PATHS, &payload);
+            }
         }
     }
 

@@ -101,6 +101,8 @@ pub struct Sim {
     pub dropped: u64,
     /// Network controllers by node index: their nodes' config requests go to them.
     pub controllers: HashMap<usize, Controller<MemoryStore>>,
+    /// Every (sender, destination) a datagram was sent to, routable or not.
+    pub sent_to: HashSet<(usize, SocketAddr)>,
 }
 
 /// Fresh identities, cached per test process (generation is the slow part).
@@ -149,6 +151,7 @@ impl Sim {
             delivered: 0,
             dropped: 0,
             controllers: HashMap::new(),
+            sent_to: HashSet::new(),
         }
     }
 
@@ -191,6 +194,7 @@ impl Sim {
 
     /// Routes a datagram sent by node `i` to `to`.
     fn route(&mut self, i: usize, to: SocketAddr, data: Vec<u8>, ttl: Option<u8>) {
+        self.sent_to.insert((i, to));
         let src_inside = self.nodes[i].addr;
         let realm = self.nodes[i].nat;
         // Same realm, addressed to a node's own address: delivered directly (a LAN).
