@@ -23,5 +23,5 @@ pub mod peer_cache;
 pub use config::{NodeConfig, TrustedPath};
 pub use earth::{EARTH_PLANET, earth_planet};
 pub use event::{Event, LocalSocket, Timestamp, Transmit};
-pub use network::{NetworkInfo, NetworkStatus};
+pub use network::{FilterCounts, NetworkInfo, NetworkStatus};
 pub use node::{Node, NodeStats, PathInfo, PeerInfo, PeerRole};

@@ -110,6 +110,18 @@ pub struct NodeStats {
     pub frames_out: u64,
     /// Ethernet frames dropped (rules, bridging checks, disabled multicast...).
     pub frames_dropped: u64,
+    /// Bytes of datagrams handed to the node.
+    pub bytes_in: u64,
+    /// Bytes of datagrams the node asked to send.
+    pub bytes_out: u64,
+    /// Authenticated packets received, by verb number (low 5 bits).
+    pub packets_in: [u64; 32],
+    /// Packets built to send, by verb number.
+    pub packets_out: [u64; 32],
+    /// ERROR packets received, by error code (codes ≥ 16 counted at 0).
+    pub errors_in: [u64; 16],
+    /// ERROR packets sent, by error code.
+    pub errors_out: [u64; 16],
 }
 
 /// How a peer relates to this node.
@@ -395,8 +407,9 @@ impl Node {
     /// `None`.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front();
-        if t.is_some() {
+        if let Some(t) = &t {
             self.stats.datagrams_out += 1;
+            self.stats.bytes_out += t.data.len() as u64;
         }
         t
     }

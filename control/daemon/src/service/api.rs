@@ -42,6 +42,14 @@ pub(crate) enum ApiRequest {
     Join(NetworkId, NetworkSettings, oneshot::Sender<Value>),
     /// `DELETE /network/<nwid>`: leave (`Value::Null` if it was not joined).
     Leave(NetworkId, oneshot::Sender<Value>),
+    /// `/health`.
+    Health(oneshot::Sender<Value>),
+    /// `/metrics` (OpenMetrics text).
+    Metrics(oneshot::Sender<String>),
+    /// `GET /config`.
+    Config(oneshot::Sender<Value>),
+    /// `POST /config/settings` (answers `Value::String(error)` when local.conf can't be written).
+    ConfigSettings(serde_json::Map<String, Value>, oneshot::Sender<Value>),
     /// `/controller…` requests (handled by the controller in the service loop).
     Controller(ControllerRequest, oneshot::Sender<CtlAnswer>),
 }
@@ -59,7 +67,33 @@ pub(crate) struct NetworkSettings {
 #[derive(Clone)]
 struct Ctx {
     token: Arc<String>,
+    metrics_token: Arc<String>,
     tx: mpsc::Sender<ApiRequest>,
+}
+
+/// Whether the request carries one of `tokens` (header `X-ZT1-Auth`, `Authorization: Bearer`,
+/// or `?auth=`), compared in constant time. spec: service.md §4.1
+fn carries_token(
+    tokens: &[&str],
+    headers: &HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    let matches = |given: Option<&str>| {
+        given.is_some_and(|g| {
+            tokens
+                .iter()
+                .any(|t| bool::from(g.trim().as_bytes().ct_eq(t.as_bytes())))
+        })
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = header("authorization").and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(token)
+    });
+    matches(header("x-zt1-auth"))
+        || matches(bearer)
+        || matches(query.get("auth").map(String::as_str))
 }
 
 fn authorized(
@@ -67,14 +101,7 @@ fn authorized(
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
 ) -> bool {
-    use subtle::ConstantTimeEq;
-    let token = ctx.token.as_bytes();
-    let matches =
-        |given: Option<&str>| given.is_some_and(|g| bool::from(g.trim().as_bytes().ct_eq(token)));
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    matches(header("x-zt1-auth"))
-        || matches(header("authorization").and_then(|v| v.trim().strip_prefix("Bearer ")))
-        || matches(query.get("auth").map(String::as_str))
+    carries_token(&[ctx.token.as_str()], headers, query)
 }
 
 /// Why a request failed; each maps to a status code and a JSON body naming the problem.
@@ -389,12 +416,80 @@ async fn ctl_delete_member(
 }
 
 /// The router.
-pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
+/// `/health`: no token needed. spec: service.md §4.2
+async fn health(State(ctx): State<Ctx>) -> ApiResult {
+    Ok(Json(ask(&ctx, ApiRequest::Health).await?))
+}
+
+/// `/metrics`: the auth token or the metrics token. spec: service.md §4.1
+async fn metrics(State(ctx): State<Ctx>, Query(q): Q, headers: HeaderMap) -> Response {
+    if !carries_token(
+        &[ctx.token.as_str(), ctx.metrics_token.as_str()],
+        &headers,
+        &q,
+    ) {
+        return ApiError::Unauthorized.into_response();
+    }
+    let (tx, rx) = oneshot::channel();
+    if ctx.tx.send(ApiRequest::Metrics(tx)).await.is_err() {
+        return ApiError::Unavailable.into_response();
+    }
+    match rx.await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+/// `GET /config`: local.conf as stored (`{}` if none). spec: service.md §4.2
+async fn config(State(ctx): State<Ctx>) -> ApiResult {
+    Ok(Json(ask(&ctx, ApiRequest::Config).await?))
+}
+
+/// `POST /config/settings`: each top-level key is copied into local.conf's `settings`.
+async fn config_settings(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "body: expected a JSON object" })),
+            )
+                .into_response();
+        }
+        Err(r) => return *r,
+    };
+    match ask(&ctx, |tx| ApiRequest::ConfigSettings(v, tx)).await {
+        Ok(Value::String(e)) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response()
+        }
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The router: token-protected routes, plus `/health` (open) and `/metrics` (own tokens).
+pub(crate) fn router(token: String, metrics_token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
     let ctx = Ctx {
         token: Arc::new(token),
+        metrics_token: Arc::new(metrics_token),
         tx,
     };
+    let open = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
     Router::new()
+        .route("/config", get(config))
+        .route(
+            "/config/settings",
+            post(config_settings).put(config_settings),
+        )
         .route("/status", get(status))
         .route("/peer", get(peers))
         .route("/peer/{addr}", get(peer))
@@ -424,6 +519,7 @@ pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
             ctx.clone(),
             require_auth,
         ))
+        .merge(open)
         .fallback(|| async { ApiError::NotFound("not found") })
         .with_state(ctx)
 }
@@ -432,9 +528,10 @@ pub(crate) fn router(token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
 pub(crate) async fn serve(
     port: u16,
     token: String,
+    metrics_token: String,
     tx: mpsc::Sender<ApiRequest>,
 ) -> anyhow::Result<Vec<SocketAddr>> {
-    let app = router(token, tx);
+    let app = router(token, metrics_token, tx);
     let mut bound = Vec::new();
     for addr in [
         SocketAddr::from(([127, 0, 0, 1], port)),
@@ -512,6 +609,22 @@ mod tests {
                         seen.push(format!("leave {id}"));
                         let _ = tx.send(Value::Null);
                     }
+                    ApiRequest::Health(tx) => {
+                        seen.push("health".to_string());
+                        let _ = tx.send(json!({"online": true}));
+                    }
+                    ApiRequest::Metrics(tx) => {
+                        seen.push("metrics".to_string());
+                        let _ = tx.send("weft_online 1\n# EOF\n".to_string());
+                    }
+                    ApiRequest::Config(tx) => {
+                        seen.push("config".to_string());
+                        let _ = tx.send(json!({}));
+                    }
+                    ApiRequest::ConfigSettings(m, tx) => {
+                        seen.push(format!("settings {}", Value::Object(m)));
+                        let _ = tx.send(json!({}));
+                    }
                     ApiRequest::Controller(r, tx) => {
                         seen.push(format!("controller {r:?}"));
                         let _ = tx.send(match r {
@@ -526,7 +639,7 @@ mod tests {
             }
             seen
         });
-        (router("tok".into(), tx), loop_task)
+        (router("tok".into(), "mtok".into(), tx), loop_task)
     }
 
     async fn call(
@@ -656,6 +769,78 @@ mod tests {
                 "moons Some(673176338584)",
                 "orbit 9cbc6fc098 9cbc6fc098",
                 "deorbit 9cbc6fc098"
+            ]
+        );
+    }
+
+    /// `/health` needs no token; `/metrics` takes the auth or the metrics token; the metrics token
+    /// opens nothing else. spec: service.md §4.1
+    #[tokio::test]
+    async fn health_metrics_and_config() {
+        let (app, task) = app();
+        assert_eq!(call(&app, "GET", "/health", None).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/metrics", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/metrics")
+                    .header("Authorization", "bearer mtok")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        assert_eq!(
+            call(&app, "GET", "/metrics?auth=tok", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "GET", "/status?auth=mtok", None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "the metrics token opens only /metrics"
+        );
+        assert_eq!(
+            call(&app, "GET", "/config?auth=tok", None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call_body(&app, "POST", "/config/settings?auth=tok", "[1]")
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call_body(
+                &app,
+                "POST",
+                "/config/settings?auth=tok",
+                r#"{"primaryPort":9994}"#
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        drop(app);
+        let seen = task.await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "health",
+                "metrics",
+                "metrics",
+                "config",
+                "settings {\"primaryPort\":9994}"
             ]
         );
     }

@@ -376,7 +376,48 @@ impl Home {
     /// Reads `authtoken.secret` (trimmed), creating it on first start: 24 characters from
     /// `[a-z0-9]`, mode 0600. spec: service.md §2
     pub(crate) fn auth_token(&self) -> Result<String> {
-        let p = self.path("authtoken.secret");
+        self.token_file("authtoken.secret")
+    }
+
+    /// Copies each key of `settings` into local.conf's `settings` object and rewrites the file
+    /// (4-space indentation, atomically). A local.conf that does not parse is not overwritten.
+    /// spec: service.md §4.2 (`POST /config/settings`)
+    pub(crate) fn update_settings(&self, settings: serde_json::Map<String, Value>) -> Result<()> {
+        let p = self.path("local.conf");
+        let mut doc: Value = match fs::read_to_string(&p) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("unable to parse local.conf ({})", p.display()))?,
+            Err(_) => Value::Object(Default::default()),
+        };
+        let Value::Object(root) = &mut doc else {
+            bail!("unable to parse local.conf: the root must be a JSON object");
+        };
+        let entry = root
+            .entry("settings")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !entry.is_object() {
+            *entry = Value::Object(Default::default());
+        }
+        if let Value::Object(s) = entry {
+            s.extend(settings);
+        }
+        let mut out = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+        serde::Serialize::serialize(&doc, &mut ser)?;
+        out.push(b'\n');
+        fsutil::write_atomic(&p, &out, SECRET_MODE)
+    }
+
+    /// Reads (or creates) `metricstoken.secret`, the token that only opens `/metrics`.
+    /// spec: service.md §4.1
+    pub(crate) fn metrics_token(&self) -> Result<String> {
+        self.token_file("metricstoken.secret")
+    }
+
+    /// Reads a 24-character token file, creating it (mode 0600) with a random token if absent.
+    fn token_file(&self, name: &str) -> Result<String> {
+        let p = self.path(name);
         if let Ok(t) = fs::read_to_string(&p) {
             fsutil::chmod(&p, SECRET_MODE)?;
             let t = t.trim().to_string();

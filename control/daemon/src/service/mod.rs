@@ -7,6 +7,7 @@ mod api;
 mod controller_api;
 mod home;
 mod json;
+mod metrics;
 mod ports;
 mod run;
 mod tcp_fallback;

@@ -507,6 +507,36 @@ impl Service {
                 }
                 let _ = tx.send(serde_json::json!({}));
             }
+            ApiRequest::Health(tx) => {
+                let (major, minor, rev) = self.version;
+                let _ = tx.send(serde_json::json!({
+                    "clock": now,
+                    "online": self.node.is_online(),
+                    "version": format!("{major}.{minor}.{rev}"),
+                    "versionBuild": 0,
+                    "versionMajor": major,
+                    "versionMinor": minor,
+                    "versionRev": rev,
+                }));
+            }
+            ApiRequest::Metrics(tx) => {
+                let _ = tx.send(self.metrics_text());
+            }
+            ApiRequest::Config(tx) => {
+                let v = self
+                    .home
+                    .local_conf()
+                    .map(|c| c.raw)
+                    .unwrap_or_else(|_| serde_json::json!({}));
+                let _ = tx.send(v);
+            }
+            ApiRequest::ConfigSettings(m, tx) => {
+                let v = match self.home.update_settings(m) {
+                    Ok(()) => serde_json::json!({}),
+                    Err(e) => Value::String(format!("{e:#}")),
+                };
+                let _ = tx.send(v);
+            }
             ApiRequest::Networks(None, tx) => {
                 let v: Vec<Value> = self
                     .node
@@ -579,6 +609,33 @@ impl Service {
                 let online = self.node.is_online();
                 self.ports.sync_managed(n.network_id, &c, &s, online).await;
             }
+        }
+    }
+
+    /// The metrics text (served at `/metrics`, written to `metrics.prom`).
+    fn metrics_text(&self) -> String {
+        let now = now_ms();
+        let per_peer = self.settings["metricsPerPeer"] == true;
+        super::metrics::render(&super::metrics::Snapshot {
+            node: self.node.stats(),
+            engine: self.engine.stats(),
+            networks: self.node.networks(),
+            peers: self.node.peers(now),
+            online: self.node.is_online(),
+            tap_drops: self.ports.drops,
+            per_peer,
+            now,
+        })
+    }
+
+    fn write_metrics(&self) {
+        let text = self.metrics_text();
+        if let Err(e) = fsutil::write_atomic(
+            &self.home.path("metrics.prom"),
+            text.as_bytes(),
+            PUBLIC_MODE,
+        ) {
+            eprintln!("weft: cannot write metrics.prom: {e:#}");
         }
     }
 
@@ -658,7 +715,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
         home.write_runtime_files(port)?;
         let token = home.auth_token()?;
         let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
-        let api_addrs = super::api::serve(port, token, api_tx).await?;
+        let metrics_token = home.metrics_token()?;
+        let api_addrs = super::api::serve(port, token, metrics_token, api_tx).await?;
         let now = now_ms();
         let identity_for_ctl = identity.clone();
         let mut node = Node::new(identity, config, now, &mut OsRng);
@@ -769,6 +827,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                     svc.ticks += 1;
                     if svc.ticks.is_multiple_of(5) {
                         svc.port_scan(svc.ticks.is_multiple_of(30)).await;
+                        svc.write_metrics();
                     }
                     if svc.ticks.is_multiple_of(30) {
                         svc.refresh_local_addresses();

@@ -73,6 +73,21 @@ pub struct NetworkInfo {
     pub multicast_subscriptions: Vec<MulticastGroup>,
     /// SSO URL from an AUTHENTICATION_REQUIRED error.
     pub authentication_url: Option<String>,
+    /// Rule-filter outcomes on this network.
+    pub filter: FilterCounts,
+}
+
+/// Frames the rules accepted or rejected, per direction (`zt_network_packets`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterCounts {
+    /// Inbound frames accepted.
+    pub rx_accepted: u64,
+    /// Inbound frames rejected.
+    pub rx_rejected: u64,
+    /// Outbound frames accepted.
+    pub tx_accepted: u64,
+    /// Outbound frames rejected.
+    pub tx_rejected: u64,
 }
 
 /// One joined network.
@@ -95,6 +110,7 @@ pub(crate) struct Network {
     pub(crate) multicast: MulticastState,
     /// Foreign MAC → the active bridge it was last seen behind. spec: vl2.md §17.2
     pub(crate) bridge_routes: HashMap<u64, Address>,
+    pub(crate) filter: FilterCounts,
 }
 
 impl Network {
@@ -113,6 +129,7 @@ impl Network {
             members: HashMap::new(),
             multicast: MulticastState::default(),
             bridge_routes: HashMap::new(),
+            filter: FilterCounts::default(),
         }
     }
 
@@ -139,6 +156,7 @@ impl Network {
                 .multicast
                 .all_groups(self.config.as_ref().is_some_and(|c| c.broadcast_enabled())),
             authentication_url: self.authentication_url.clone(),
+            filter: self.filter,
         }
     }
 

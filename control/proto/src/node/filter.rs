@@ -174,7 +174,15 @@ impl Node {
             tee_allowed,
         };
         let v = self.evaluate(nwid, c, eth, w);
-        if v.decision == Decision::Drop {
+        let accepted = v.decision != Decision::Drop;
+        if let Some(n) = self.networks.get_mut(&nwid) {
+            if accepted {
+                n.filter.tx_accepted += 1;
+            } else {
+                n.filter.tx_rejected += 1;
+            }
+        }
+        if !accepted {
             return false;
         }
         self.act_on(now, nwid, &v, eth);
@@ -199,6 +207,13 @@ impl Node {
             tee_allowed: true,
         };
         let v = self.evaluate(nwid, c, eth, w);
+        if let Some(n) = self.networks.get_mut(&nwid) {
+            if v.decision == Decision::Drop {
+                n.filter.rx_rejected += 1;
+            } else {
+                n.filter.rx_accepted += 1;
+            }
+        }
         self.act_on(now, nwid, &v, eth);
         match v.decision {
             Decision::Drop => 0,

@@ -58,6 +58,7 @@ impl Node {
         data: &[u8],
     ) {
         self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
         match classify(data) {
             DatagramKind::Beacon => self.handle_beacon(now, local, from, data),
             DatagramKind::Fragment => {
@@ -390,6 +391,12 @@ impl Node {
         };
         let (source, hops, verb) = (p.source(), p.hops(), p.verb());
         let payload = p.payload();
+        self.stats.packets_in[usize::from(verb.to_u8() & 0x1f)] += 1;
+        if verb == Verb::ERROR
+            && let Some(code) = payload.get(9)
+        {
+            self.stats.errors_in[usize::from(*code).min(16) % 16] += 1;
+        }
         match verb {
             Verb::HELLO => {
                 if let Ok(hello) = Hello::decode(payload)

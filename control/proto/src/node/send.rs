@@ -48,6 +48,12 @@ impl Node {
     ) -> Option<Vec<u8>> {
         let id = self.random_id();
         let peer = self.peers.get(&dest)?;
+        self.stats.packets_out[usize::from(verb.to_u8() & 0x1f)] += 1;
+        if verb == Verb::ERROR
+            && let Some(code) = payload.get(9)
+        {
+            self.stats.errors_out[usize::from(*code).min(16) % 16] += 1;
+        }
         let mut p = packet::build(id, dest, self.address(), verb, payload);
         if compresses(verb) {
             let mut out = vec![0u8; MAX_PACKET_LEN];
