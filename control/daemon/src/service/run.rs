@@ -786,6 +786,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             svc.node.join(now_ms(), nwid, Some(&bytes));
         }
         let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
+        // The networks joined from networks.d/ get their ports from their cached configs in this
+        // first flush; then systemd (Type=notify) may consider the service started.
+        svc.flush().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut status_tick = tokio::time::interval(Duration::from_secs(1));
@@ -843,6 +847,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             }
         }
         eprintln!("weft: shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         svc.flush().await;
         svc.save_peer_cache();
         svc.write_status();
