@@ -3,6 +3,7 @@
 //! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
 mod cli;
+mod demo;
 mod fsutil;
 mod host;
 mod idtool;
@@ -42,6 +43,9 @@ enum Command {
     Idtool(idtool::IdtoolArgs),
     /// TCP fallback relay for nodes whose UDP is blocked (like the one at 204.80.128.1:443).
     TcpRelay(tcp_relay::TcpRelayArgs),
+    /// A private world in network namespaces: root, controller, two members, a network, ping,
+    /// TCP throughput, a summary; everything removed afterwards (needs root).
+    Demo(demo::DemoArgs),
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
                 Command::Client(c) => cli::run(cli.client, c),
                 Command::Idtool(a) => idtool::run(a.command),
                 Command::TcpRelay(a) => tcp_relay::run(a),
+                Command::Demo(a) => demo::run(a),
             }
         }
     };
