@@ -56,6 +56,25 @@ pub(crate) enum ClientCommand {
     },
     /// Joined networks, one line each (zerotier-cli listnetworks).
     Listnetworks,
+    /// A human view: the node, its networks, and per peer whether traffic goes direct or
+    /// through a relay, and why.
+    Status,
+    /// Set a local network setting: allowManaged, allowGlobal, allowDefault or allowDNS.
+    Set {
+        /// Network id (16 hex digits).
+        network_id: String,
+        /// `<key>=<value>` (true iff the value starts with `t` or `1`).
+        setting: String,
+    },
+    /// Print one property of a joined network (or `ip`, `ip4`, `ip6`, `ip6plane`, `ip6prefix`).
+    Get {
+        /// Network id (16 hex digits).
+        network_id: String,
+        /// Property name.
+        property: String,
+    },
+    /// Write status, networks, peers, local.conf and interfaces to ./zerotier_dump.txt.
+    Dump,
     /// Join a network.
     Join {
         /// Network id (16 hex digits).
@@ -251,6 +270,16 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
             c.call("ping", "POST", &format!("/unstable/ping/{address}"), None)
         }
         ClientCommand::Listnetworks => c.call("listnetworks", "GET", "/network", None),
+        ClientCommand::Status => return status(&c, now),
+        ClientCommand::Set {
+            network_id,
+            setting,
+        } => return set(&c, network_id, setting),
+        ClientCommand::Get {
+            network_id,
+            property,
+        } => return get(&c, network_id, property),
+        ClientCommand::Dump => return dump(&c),
         ClientCommand::Join { network_id } | ClientCommand::Leave { network_id } => {
             if network_id.len() != 16 || u64::from_str_radix(network_id, 16).is_err() {
                 println!("invalid network id");
@@ -338,6 +367,10 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Deorbit { .. } => println!("200 deorbit OK"),
         ClientCommand::Ping { .. } => println!("200 ping OK"),
         ClientCommand::Join { .. } => println!("200 join OK"),
+        ClientCommand::Status
+        | ClientCommand::Set { .. }
+        | ClientCommand::Get { .. }
+        | ClientCommand::Dump => {}
         ClientCommand::Leave { .. } => println!("200 leave OK"),
         ClientCommand::Listnetworks => {
             println!(
@@ -368,4 +401,276 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn valid_nwid(s: &str) -> bool {
+    s.len() == 16 && u64::from_str_radix(s, 16).is_ok()
+}
+
+/// `set <nwid> <key>=<value>`: only the four local settings; prints the raw response.
+/// spec: service.md §6.2
+fn set(c: &Client, nwid: &str, setting: &str) -> Result<ExitCode> {
+    if !valid_nwid(nwid) {
+        eprintln!("invalid format: must be a 16-digit (network) ID");
+        return Ok(ExitCode::from(2));
+    }
+    let Some((key, value)) = setting.split_once('=') else {
+        eprintln!("usage: set <network id> <setting>=<value>");
+        return Ok(ExitCode::from(2));
+    };
+    if !["allowManaged", "allowGlobal", "allowDefault", "allowDNS"].contains(&key) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let on = value.starts_with('t') || value.starts_with('1');
+    match c.call(
+        "set",
+        "POST",
+        &format!("/network/{nwid}"),
+        Some(serde_json::json!({ key: on })),
+    ) {
+        Reply::Ok(v) => {
+            print!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Failed(code) => Ok(code),
+    }
+}
+
+/// What `get <nwid> <prop>` prints, or `None` for an unknown property. spec: service.md §6.2
+fn property(n: &Value, prop: &str) -> Option<String> {
+    let ips: Vec<&str> = n["assignedAddresses"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let bare = |a: &&str| a.split('/').next().unwrap_or("").to_string();
+    let lines = |v: Vec<String>| Some(v.into_iter().map(|l| l + "\n").collect::<String>());
+    match prop {
+        "ip" => lines(ips.iter().map(bare).collect()),
+        "ip4" => lines(ips.iter().filter(|a| !a.contains(':')).map(bare).collect()),
+        "ip6" => lines(ips.iter().filter(|a| a.contains(':')).map(bare).collect()),
+        "ip6plane" => lines(
+            ips.iter()
+                .filter(|a| a.starts_with("fc"))
+                .map(bare)
+                .collect(),
+        ),
+        "ip6prefix" => lines(
+            ips.iter()
+                .filter(|a| a.starts_with("fc"))
+                .map(|a| bare(a).chars().take(24).collect())
+                .collect(),
+        ),
+        _ => match &n[prop] {
+            Value::String(s) => Some(format!("{s}\n")),
+            Value::Number(x) => Some(format!("{x}\n")),
+            Value::Bool(b) => Some(format!("{}\n", u8::from(*b))),
+            _ => None,
+        },
+    }
+}
+
+fn get(c: &Client, nwid: &str, prop: &str) -> Result<ExitCode> {
+    let nets = match c.call("get", "GET", "/network", None) {
+        Reply::Ok(v) => v,
+        Reply::Failed(code) => return Ok(code),
+    };
+    let Some(n) = nets
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["nwid"].as_str() == Some(nwid)))
+    else {
+        eprintln!(
+            "unknown network ID, check that you have joined the network with zerotier-cli listnetworks"
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    match property(n, prop) {
+        Some(text) => print!("{text}"),
+        None => println!("error, unknown property name"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why traffic to a peer goes where it goes, in words.
+fn path_story(p: &Value, now: i64) -> String {
+    let preferred = p["paths"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["preferred"] == true));
+    if let Some(path) = preferred {
+        let lat = p["latency"].as_i64().unwrap_or(-1);
+        return format!(
+            "direct via {} ({} ms)",
+            path["address"].as_str().unwrap_or("?"),
+            if lat < 0 {
+                "latency unknown".to_string()
+            } else {
+                lat.to_string()
+            }
+        );
+    }
+    if p["role"] != "LEAF" {
+        return "no direct path: this upstream is not reachable right now".to_string();
+    }
+    let paths = p["paths"].as_array().map_or(0, Vec::len);
+    let last = p["lastReceive"].as_i64().unwrap_or(0);
+    if paths > 0 {
+        "relayed: its direct paths stopped answering (hole punching will retry)".to_string()
+    } else if last > 0 && now - last < 60_000 {
+        "relayed: no direct path yet (waiting for an introduction and hole punching; a symmetric NAT on either side keeps it relayed)".to_string()
+    } else {
+        "relayed: idle, no direct path".to_string()
+    }
+}
+
+/// `weft status`: the node, networks and peers in words.
+fn status(c: &Client, now: i64) -> Result<ExitCode> {
+    let st = match c.call("status", "GET", "/status", None) {
+        Reply::Ok(v) => v,
+        Reply::Failed(code) => return Ok(code),
+    };
+    let (Reply::Ok(nets), Reply::Ok(peers)) = (
+        c.call("status", "GET", "/network", None),
+        c.call("status", "GET", "/peer", None),
+    ) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if c.json {
+        println!(
+            "{}",
+            pretty(&serde_json::json!({"status": st, "networks": nets, "peers": peers}))
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let online = if st["tcpFallbackActive"] == true {
+        "online through the TCP fallback relay (UDP seems blocked)"
+    } else if st["online"] == true {
+        "online"
+    } else {
+        "OFFLINE (no root answered in the last 500 s)"
+    };
+    println!(
+        "node {} (weft {}) is {online}",
+        st["address"].as_str().unwrap_or("?"),
+        st["version"].as_str().unwrap_or("?")
+    );
+    println!("networks:");
+    let nets = nets.as_array().cloned().unwrap_or_default();
+    if nets.is_empty() {
+        println!("  (none joined)");
+    }
+    for n in &nets {
+        let ips: Vec<&str> = n["assignedAddresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "  {} {:<16} {:<24} {} {}",
+            n["nwid"].as_str().unwrap_or("?"),
+            n["name"].as_str().unwrap_or(""),
+            n["status"].as_str().unwrap_or("?"),
+            n["portDeviceName"].as_str().unwrap_or("-"),
+            if ips.is_empty() {
+                "-".to_string()
+            } else {
+                ips.join(",")
+            }
+        );
+    }
+    println!("peers:");
+    for p in peers.as_array().into_iter().flatten() {
+        println!(
+            "  {} {:<6} {}",
+            p["address"].as_str().unwrap_or("?"),
+            p["role"].as_str().unwrap_or("?"),
+            path_story(p, now)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dump`: everything a bug report needs, in ./zerotier_dump.txt. spec: service.md §6.2
+fn dump(c: &Client) -> Result<ExitCode> {
+    let mut out = String::new();
+    for (title, path) in [
+        ("status", "/status"),
+        ("networks", "/network"),
+        ("peers", "/peer"),
+    ] {
+        out.push_str(&format!("{title}\n"));
+        match c.call("dump", "GET", path, None) {
+            Reply::Ok(v) => out.push_str(&pretty(&v)),
+            Reply::Failed(code) => return Ok(code),
+        }
+        out.push_str("\n\n");
+    }
+    if let Reply::Ok(v) = c.call("dump", "GET", "/config", None) {
+        out.push_str("local.conf\n");
+        out.push_str(&pretty(&v));
+        out.push_str("\n\n");
+    }
+    if let Ok(o) = std::process::Command::new("ip").args(["addr"]).output() {
+        out.push_str("interfaces\n");
+        out.push_str(&String::from_utf8_lossy(&o.stdout));
+    }
+    let path = std::env::current_dir()?.join("zerotier_dump.txt");
+    std::fs::write(&path, out)?;
+    println!("Writing dump to: {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net() -> Value {
+        serde_json::json!({
+            "nwid": "7c55a8da82c90312", "mtu": 2800, "bridge": false, "name": "testnet",
+            "assignedAddresses": [
+                "fd7c:55a8:da82:c903:1299:937c:55a8:da82/88",
+                "fcfe:9cab:c87c:55a8:da82::1/40",
+                "fd12:3456:789a::7c:55a8:da83/64",
+                "10.147.17.38/24"
+            ],
+            "routes": []
+        })
+    }
+
+    /// The captured outputs of service.md §6.3.
+    #[test]
+    fn get_properties_like_zerotier_cli() {
+        let n = net();
+        assert_eq!(
+            property(&n, "ip").unwrap(),
+            "fd7c:55a8:da82:c903:1299:937c:55a8:da82\nfcfe:9cab:c87c:55a8:da82::1\nfd12:3456:789a::7c:55a8:da83\n10.147.17.38\n"
+        );
+        assert_eq!(property(&n, "ip4").unwrap(), "10.147.17.38\n");
+        assert_eq!(
+            property(&n, "ip6plane").unwrap(),
+            "fcfe:9cab:c87c:55a8:da82::1\n"
+        );
+        assert_eq!(
+            property(&n, "ip6prefix").unwrap(),
+            "fcfe:9cab:c87c:55a8:da82\n"
+        );
+        assert_eq!(property(&n, "mtu").unwrap(), "2800\n");
+        assert_eq!(property(&n, "bridge").unwrap(), "0\n");
+        assert_eq!(property(&n, "name").unwrap(), "testnet\n");
+        assert!(property(&n, "bogus").is_none());
+        assert!(
+            property(&n, "routes").is_none(),
+            "arrays are not properties"
+        );
+    }
+
+    #[test]
+    fn path_stories() {
+        let direct = serde_json::json!({"role": "LEAF", "latency": 3,
+            "paths": [{"preferred": true, "address": "10.0.0.2/9993"}]});
+        assert_eq!(path_story(&direct, 0), "direct via 10.0.0.2/9993 (3 ms)");
+        let relayed = serde_json::json!({"role": "LEAF", "paths": [], "lastReceive": 1000});
+        assert!(path_story(&relayed, 2000).starts_with("relayed: no direct path yet"));
+        let stale = serde_json::json!({"role": "LEAF", "paths": [{"preferred": false}]});
+        assert!(path_story(&stale, 0).contains("stopped answering"));
+        let root = serde_json::json!({"role": "PLANET", "paths": []});
+        assert!(path_story(&root, 0).contains("upstream"));
+    }
 }

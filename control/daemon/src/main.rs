@@ -61,6 +61,61 @@ fn is_idtool_personality(argv0: &OsString) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `argv0` selects the `zerotier-cli` personality. spec: service.md §6.1
+fn is_cli_personality(argv0: &OsString) -> bool {
+    Path::new(argv0)
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .to_ascii_lowercase()
+                .contains("zerotier-cli")
+        })
+        .unwrap_or(false)
+}
+
+/// Runs as `zerotier-cli`: its switches (`-j`, `-p<port>`, `-D<home>`, `-T<token>`, `-H<ip>`,
+/// `-v`), `status` meaning `info`, and help for anything else. spec: service.md §6.1
+fn zerotier_cli(args: &[OsString]) -> anyhow::Result<ExitCode> {
+    let mut rest: Vec<OsString> = Vec::new();
+    for a in &args[1..] {
+        match a.to_str() {
+            Some("-v") => {
+                println!("1.14.1");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("-h" | "-?") => {
+                println!("{}", cli_help());
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("-q") => {}
+            Some("status") => rest.push("info".into()),
+            _ => rest.push(a.clone()),
+        }
+    }
+    let mut argv = vec![OsString::from("weft")];
+    argv.extend(rest);
+    match Cli::try_parse_from(&argv) {
+        Ok(Cli {
+            client,
+            command: Command::Client(c),
+        }) => cli::run(client, c),
+        _ => {
+            eprintln!("{}", cli_help());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cli_help() -> String {
+    format!(
+        "ZeroTier One version 1.14.1 build 0 (platform linux arch {}) — weft {}\n\
+         Usage: zerotier-cli [-switches] <command/path> [<args>]\n\
+         Commands: info, listpeers, peers, listnetworks, join, leave, set, get, listmoons, orbit, deorbit, dump",
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let result = match args.first() {
@@ -68,6 +123,7 @@ fn main() -> ExitCode {
             let cli = idtool::IdtoolCli::parse_from(&args);
             idtool::run(cli.command)
         }
+        Some(argv0) if is_cli_personality(argv0) => zerotier_cli(&args),
         _ => {
             let cli = Cli::parse_from(&args);
             match cli.command {
@@ -99,6 +155,8 @@ mod tests {
         assert!(is_idtool_personality(&"./ZEROTIER-IDTOOL".into()));
         assert!(!is_idtool_personality(&"/usr/bin/weft".into()));
         assert!(!is_idtool_personality(&"/opt/zerotier-idtool/weft".into()));
+        assert!(is_cli_personality(&"/usr/sbin/zerotier-cli".into()));
+        assert!(!is_cli_personality(&"/usr/bin/weft".into()));
     }
 
     #[test]
