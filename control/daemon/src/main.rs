@@ -46,6 +46,13 @@ enum Command {
     /// A private world in network namespaces: root, controller, two members, a network, ping,
     /// TCP throughput, a summary; everything removed afterwards (needs root).
     Demo(demo::DemoArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `weft man > weft.1`.
+    Man,
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -132,6 +139,23 @@ fn main() -> ExitCode {
                 Command::Idtool(a) => idtool::run(a.command),
                 Command::TcpRelay(a) => tcp_relay::run(a),
                 Command::Demo(a) => demo::run(a),
+                Command::Completions { shell } => {
+                    use clap::CommandFactory;
+                    clap_complete::generate(
+                        shell,
+                        &mut Cli::command(),
+                        "weft",
+                        &mut std::io::stdout(),
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Man => {
+                    use clap::CommandFactory;
+                    match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                        Ok(()) => Ok(ExitCode::SUCCESS),
+                        Err(e) => Err(e.into()),
+                    }
+                }
             }
         }
     };
@@ -157,6 +181,29 @@ mod tests {
         assert!(!is_idtool_personality(&"/opt/zerotier-idtool/weft".into()));
         assert!(is_cli_personality(&"/usr/sbin/zerotier-cli".into()));
         assert!(!is_cli_personality(&"/usr/bin/weft".into()));
+    }
+
+    #[test]
+    fn completions_and_man_page_name_the_commands() {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "weft",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        for cmd in ["daemon", "listnetworks", "join", "demo", "idtool"] {
+            assert!(text.contains(cmd), "bash completion lacks {cmd}");
+        }
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.starts_with(".ie") || man.contains(".TH weft"), "{man}");
+        assert!(man.contains("listnetworks"));
     }
 
     #[test]
