@@ -449,3 +449,67 @@ fn bridge_member_joins_a_lan_to_the_network() {
     );
     let _ = (&w.root, &w.ctl);
 }
+
+/// The data plane is a separate process without root: killing it makes the control plane start a
+/// new one, republish the tables, and traffic resumes; nothing is lost.
+#[test]
+fn data_plane_restart_keeps_traffic() {
+    let Some(w) = world("vl2_dprestart", 4, 2) else {
+        return;
+    };
+    let lab = &w.lab;
+    let nwid = create_network(
+        lab,
+        &w.ctl,
+        json!({
+            "v4AssignMode": {"zt": true},
+            "ipAssignmentPools": [{"ipRangeStart": "10.147.19.1", "ipRangeEnd": "10.147.19.100"}],
+            "routes": [{"target": "10.147.19.0/24", "via": null}],
+        }),
+    );
+    let (a, b) = (&w.members[0], &w.members[1]);
+    for m in [a, b] {
+        set_member(lab, &w.ctl, &nwid, m, json!({"authorized": true}));
+        m.api_post(lab, &format!("/network/{nwid}"), &json!({}));
+    }
+    let has_v4 = |n: &Value| assigned(n, IpAddr::is_ipv4).is_some();
+    wait_network(lab, a, &nwid, "OK", CONFIGURED, has_v4);
+    let nb = wait_network(lab, b, &nwid, "OK", CONFIGURED, has_v4);
+    let b_v4 = assigned(&nb, IpAddr::is_ipv4).unwrap();
+    ping_works(lab, a, b_v4, TRAFFIC);
+
+    let st = a.api_get(lab, "/status");
+    let dp = &st["dataPlane"];
+    assert_eq!(dp["mode"], "process", "{dp}");
+    let pid = dp["pid"].as_u64().expect("data plane pid");
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "the data plane dropped root: {uid_line}"
+    );
+    // kill it hard; the control plane restarts it
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        let dp = a.api_get(lab, "/status")["dataPlane"].clone();
+        if dp["restarts"] == 1 && dp["pid"].as_u64().is_some_and(|p| p != pid) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not restarted: {dp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ping_works(lab, a, b_v4, Duration::from_secs(20));
+    let n = network(lab, a, &nwid);
+    assert_eq!(n["status"], "OK", "{n}");
+    let _ = (&w.root, &w.ctl);
+}

@@ -53,6 +53,12 @@ enum Command {
     },
     /// Print the man page (roff) to stdout: `weft man > weft.1`.
     Man,
+    /// The data-plane process (started by `weft daemon`; not for direct use).
+    #[command(hide = true)]
+    Dataplane {
+        /// The control plane's SOCK_SEQPACKET socket.
+        socket: std::path::PathBuf,
+    },
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
+                Command::Dataplane { socket } => service::dataplane::run_process(&socket),
                 Command::Man => {
                     use clap::CommandFactory;
                     match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {

@@ -15,6 +15,8 @@
 #[cfg(target_os = "linux")]
 pub mod io;
 
+pub mod boundary;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

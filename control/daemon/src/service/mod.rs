@@ -5,6 +5,7 @@
 
 mod api;
 mod controller_api;
+pub(crate) mod dataplane;
 mod home;
 mod json;
 mod metrics;
@@ -26,6 +27,10 @@ pub(crate) struct DaemonArgs {
     /// UDP port (0 = random in 20000..65499). `settings.primaryPort` in local.conf overrides it.
     #[arg(short = 'p', long = "port", default_value_t = 9993)]
     pub(crate) port: u16,
+    /// Run the data plane in this process instead of a separate `weft dataplane` process
+    /// (laptops, debugging).
+    #[arg(long)]
+    pub(crate) single_process: bool,
 }
 
 /// The home folder a command uses.
@@ -36,5 +41,5 @@ pub(crate) fn home_dir(arg: Option<PathBuf>) -> PathBuf {
 
 /// Runs the daemon until SIGINT/SIGTERM.
 pub(crate) fn run(args: DaemonArgs) -> Result<ExitCode> {
-    run::run(home_dir(args.home), args.port)
+    run::run(home_dir(args.home), args.port, args.single_process)
 }

@@ -1,22 +1,21 @@
 //! The service loop: UDP sockets ↔ the protocol core, timers, persistence, status file.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 use tokio::net::UdpSocket;
-use weft_engine::{Engine, Tables, Verdict};
-use weft_proto::{Event, LocalSocket, Node, NodeConfig, Timestamp, Transmit};
+use weft_proto::{Event, Node, NodeConfig, Timestamp, Transmit};
 use weft_wire::Address;
 use weft_wire::inet::IpPort;
 
 use super::api::{ApiRequest, NetworkSettings};
 use super::controller_api::Ctl;
+use super::dataplane::{DataPlane, Inbound, bind};
 use super::home::Home;
 use super::json;
 use super::ports::{self, Ports};
@@ -32,31 +31,11 @@ pub(crate) const STATUS_FILE: &str = "status.json";
 /// USER_MESSAGE type used by `POST /unstable/ping` ("weft" + 1; above the range reserved for
 /// ZeroTier, Inc.).
 const PING_MESSAGE_TYPE: u64 = 0x7765_6674_0000_0001;
-/// UDP receive/send buffer size asked for.
-const SOCKET_BUFFER: usize = 4 << 20;
 
 fn now_ms() -> Timestamp {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Timestamp)
-}
-
-fn bind(addr: SocketAddr) -> Result<UdpSocket> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())
-        .with_context(|| format!("cannot bind UDP {addr}"))?;
-    Ok(UdpSocket::from_std(s.into())?)
 }
 
 /// Picks the port: local.conf, else the argument; 0 = random in 20000..65499 (256 tries).
@@ -94,14 +73,11 @@ fn choose_port(requested: u16, ips: &[IpAddr]) -> Result<(u16, Vec<UdpSocket>)> 
 struct Service {
     home: Home,
     node: Node,
-    sockets: Vec<UdpSocket>,
+    /// The data plane: a separate process (default) or in this process.
+    dp: DataPlane,
     settings: Value,
     version: (u8, u8, u16),
     fallback: TcpFallback,
-    /// The data plane (in-process for now) and the tables the control plane last published.
-    engine: Engine,
-    tables: Tables,
-    verdicts: Vec<Verdict>,
     /// One TAP per configured network.
     ports: Ports,
     /// Local settings per joined network (`networks.d/<nwid>.local.conf`).
@@ -117,42 +93,8 @@ struct Service {
 }
 
 impl Service {
-    fn socket_for(&self, t: &Transmit) -> Vec<usize> {
-        let family = |i: &usize| {
-            self.sockets[*i]
-                .local_addr()
-                .map(|a| a.is_ipv4() == t.to.is_ipv4())
-                .unwrap_or(false)
-        };
-        match t.local {
-            Some(LocalSocket(l)) if (l as usize) < self.sockets.len() && family(&(l as usize)) => {
-                vec![l as usize]
-            }
-            _ => {
-                let all: Vec<usize> = (0..self.sockets.len()).filter(family).collect();
-                if t.local.is_some() {
-                    all.into_iter().take(1).collect()
-                } else {
-                    all
-                }
-            }
-        }
-    }
-
-    async fn send_udp(&self, t: &Transmit) {
-        for i in self.socket_for(t) {
-            let s = &self.sockets[i];
-            if let Some(ttl) = t.ttl {
-                let old = s.ttl().unwrap_or(64);
-                let _ = s.set_ttl(u32::from(ttl));
-                let _ = s.send_to(&t.data, t.to).await;
-                let _ = s.set_ttl(old);
-            } else if let Err(e) = s.send_to(&t.data, t.to).await
-                && e.kind() != std::io::ErrorKind::WouldBlock
-            {
-                eprintln!("weft: send to {} failed: {e}", t.to);
-            }
-        }
+    async fn send_udp(&mut self, t: &Transmit) {
+        self.dp.send(t).await;
     }
 
     async fn flush(&mut self) {
@@ -179,7 +121,7 @@ impl Service {
             }
         }
         if republish {
-            self.publish_tables();
+            self.publish_tables().await;
         }
     }
 
@@ -279,41 +221,22 @@ impl Service {
     }
 
     /// Publishes a fresh snapshot of keys and paths to the data plane.
-    fn publish_tables(&mut self) {
-        self.tables = self.node.data_plane_tables(now_ms());
+    async fn publish_tables(&mut self) {
+        let t = self.node.data_plane_tables(now_ms());
+        self.dp.publish(t).await;
     }
 
-    /// A datagram from the network: the data plane first (relaying), the rest up to the node.
-    async fn receive(&mut self, local: LocalSocket, from: SocketAddr, data: &[u8]) {
-        let mut verdicts = std::mem::take(&mut self.verdicts);
-        self.engine
-            .process_rx(&self.tables, &[(from, data)], &mut verdicts);
-        for v in verdicts.drain(..) {
-            match v {
-                Verdict::Up => self.node.handle_datagram(now_ms(), local, from, data),
-                Verdict::Relay {
-                    local,
-                    to,
-                    data,
-                    ends,
-                } => {
-                    let t = Transmit {
-                        local: Some(LocalSocket(local)),
-                        to,
-                        data,
-                        ttl: None,
-                    };
-                    if self.fallback.route(t.local, t.to, &t.data) {
-                        self.send_udp(&t).await;
-                    }
-                    if let Some((src, dst)) = ends {
-                        self.node.relayed(now_ms(), src, dst);
-                    }
-                }
-                Verdict::Drop(_) => {}
+    /// What the data plane handed up: a datagram for the core, or the ends of a relayed packet
+    /// (the data plane relays by itself).
+    fn receive(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Datagram { local, from, data } => {
+                self.fallback.on_udp_receive(&from, data.len());
+                self.node.handle_datagram(now_ms(), local, from, &data);
             }
+            Inbound::Relayed(src, dst) => self.node.relayed(now_ms(), src, dst),
+            Inbound::Nothing => {}
         }
-        self.verdicts = verdicts;
     }
 
     async fn on_event(&mut self, e: Event) {
@@ -383,10 +306,10 @@ impl Service {
         let mut settings = self.settings.clone();
         if let Value::Object(m) = &mut settings {
             let listening: Vec<String> = self
-                .sockets
+                .dp
+                .local_addrs()
                 .iter()
-                .filter_map(|s| s.local_addr().ok())
-                .map(|a| IpPort(a).to_string())
+                .map(|a| IpPort(*a).to_string())
                 .collect();
             m.insert("listeningOn".into(), listening.into());
             let surface: Vec<String> = self
@@ -405,10 +328,17 @@ impl Service {
             self.version,
             self.fallback.active(),
         );
-        let e = self.engine.stats();
-        // weft extension: what the data plane did with received datagrams
-        v["dataPlane"] =
-            serde_json::json!({ "relayed": e.relayed, "handedUp": e.up, "dropped": e.dropped });
+        let (e, process) = self.dp.stats();
+        // weft extension: what the data plane did with received datagrams, and where it runs
+        v["dataPlane"] = serde_json::json!({
+            "relayed": e.relayed,
+            "handedUp": e.up,
+            "dropped": e.dropped,
+            "backend": "sockets",
+            "mode": if process.is_some() { "process" } else { "in-process" },
+            "pid": process.map(|p| p.0),
+            "restarts": process.map_or(0, |p| p.1),
+        });
         v
     }
 
@@ -618,7 +548,7 @@ impl Service {
         let per_peer = self.settings["metricsPerPeer"] == true;
         super::metrics::render(&super::metrics::Snapshot {
             node: self.node.stats(),
-            engine: self.engine.stats(),
+            engine: self.dp.stats().0,
             networks: self.node.networks(),
             peers: self.node.peers(now),
             online: self.node.is_online(),
@@ -650,7 +580,7 @@ impl Service {
 
 /// Why the loop woke up.
 enum Wake {
-    Datagram(usize, std::io::Result<(usize, SocketAddr)>),
+    Inbound(Inbound),
     Timer,
     Status,
     Api(ApiRequest),
@@ -659,33 +589,7 @@ enum Wake {
     Stop,
 }
 
-async fn recv(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    s.recv_from(buf).await
-}
-
-/// Waits for the first datagram on any socket.
-async fn recv_any(
-    sockets: &[UdpSocket],
-    bufs: &mut [Vec<u8>],
-) -> (usize, std::io::Result<(usize, SocketAddr)>) {
-    let mut futs: Vec<_> = sockets
-        .iter()
-        .zip(bufs.iter_mut())
-        .enumerate()
-        .map(|(i, (s, b))| Box::pin(async move { (i, recv(s, b).await) }))
-        .collect();
-    std::future::poll_fn(move |cx| {
-        for f in futs.iter_mut() {
-            if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
-                return std::task::Poll::Ready(r);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
+pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Result<ExitCode> {
     let home = Home::open(&home_dir)?;
     let conf = home.local_conf()?;
     let identity = home.identity()?;
@@ -741,10 +645,20 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             );
             m.insert("portMappingEnabled".into(), false.into());
         }
+        // The data plane: this process's sockets, or a process that binds the same addresses
+        // (they were just proven bindable) and holds session keys only.
+        let dp = if single_process {
+            DataPlane::local(sockets)
+        } else {
+            let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+            drop(sockets);
+            DataPlane::split(&home.dir, addrs).await?
+        };
         eprintln!(
-            "weft: {} listening on UDP port {port} ({} socket(s)), API on {:?}, planet {:#x}",
+            "weft: {} listening on UDP port {port} ({} socket(s), data plane {:?}), API on {:?}, planet {:#x}",
             node.address(),
-            sockets.len(),
+            dp.local_addrs().len(),
+            dp,
             api_addrs,
             node.planet().id
         );
@@ -764,13 +678,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
         let mut svc = Service {
             home,
             node,
-            sockets,
+            dp,
             settings,
             version,
             fallback,
-            engine: Engine::new(),
-            tables: Tables::default(),
-            verdicts: Vec::new(),
             ports: Ports::new(tap_tx, devicemap),
             net_settings: HashMap::new(),
             ctl,
@@ -779,13 +690,12 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             mapped_addresses: Vec::new(),
         };
         svc.refresh_local_addresses();
-        svc.publish_tables();
+        svc.publish_tables().await;
         for (nwid, bytes) in svc.home.joined_networks() {
             let settings = ports::local_settings(svc.home.network_local_conf(nwid).as_deref());
             svc.net_settings.insert(nwid, settings);
             svc.node.join(now_ms(), nwid, Some(&bytes));
         }
-        let mut bufs: Vec<Vec<u8>> = svc.sockets.iter().map(|_| vec![0u8; 16_384]).collect();
         // The networks joined from networks.d/ get their ports from their cached configs in this
         // first flush; then systemd (Type=notify) may consider the service started.
         svc.flush().await;
@@ -797,7 +707,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
             svc.flush().await;
             let wait = (svc.node.poll_timeout() - now_ms()).clamp(0, 60_000) as u64;
             let wake = tokio::select! {
-                (i, r) = recv_any(&svc.sockets, &mut bufs) => Wake::Datagram(i, r),
+                inbound = svc.dp.recv() => Wake::Inbound(inbound),
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => Wake::Timer,
                 _ = status_tick.tick() => Wake::Status,
                 Some(req) = api_rx.recv() => Wake::Api(req),
@@ -807,26 +717,14 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
                 _ = sigterm.recv() => Wake::Stop,
             };
             match wake {
-                Wake::Datagram(i, Ok((n, from))) => {
-                    let from = match from {
-                        SocketAddr::V6(v6) => v6
-                            .ip()
-                            .to_ipv4_mapped()
-                            .map_or(from, |v4| SocketAddr::new(v4.into(), v6.port())),
-                        v4 => v4,
-                    };
-                    svc.fallback.on_udp_receive(&from, n);
-                    svc.receive(LocalSocket(i as u32), from, &bufs[i][..n])
-                        .await;
-                }
-                Wake::Datagram(_, Err(e)) => eprintln!("weft: receive error: {e}"),
+                Wake::Inbound(inbound) => svc.receive(inbound),
                 Wake::Timer => {
                     svc.node.handle_timeout(now_ms());
                     svc.ctl.tick(&mut svc.node, now_ms());
                 }
                 Wake::Status => {
                     // Paths age, so the preferred ones change without events: republish.
-                    svc.publish_tables();
+                    svc.publish_tables().await;
                     svc.write_status();
                     svc.ticks += 1;
                     if svc.ticks.is_multiple_of(5) {
@@ -851,6 +749,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16) -> Result<ExitCode> {
         svc.flush().await;
         svc.save_peer_cache();
         svc.write_status();
+        svc.dp.shutdown().await;
         svc.home.remove_pid_file();
         Ok::<_, anyhow::Error>(())
     })?;

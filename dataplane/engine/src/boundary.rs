@@ -1,0 +1,456 @@
+//! The messages between the control plane and a data-plane process (one message per
+//! SOCK_SEQPACKET record). Pure codec: decoding checks every length and never panics.
+//!
+//! Control → data: [`ToDataPlane`] — the published tables (per-peer session keys and paths;
+//! never the identity secret), datagrams to send, shutdown. Data → control: [`ToControlPlane`] —
+//! the sockets bound, datagrams handed up (everything the engine does not finish itself), the
+//! ends of relayed packets (for introductions), and counters.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weft_wire::crypto::PEER_KEY_LEN;
+use weft_wire::{Address, CipherSuite, InetAddress, PeerKey};
+
+use crate::{EngineStats, PathEntry, PeerEntry, Tables};
+
+/// Version of this message set; both sides check it in the first message.
+pub const BOUNDARY_VERSION: u8 = 1;
+/// Largest record (a datagram plus headers); SOCK_SEQPACKET buffers must allow it.
+pub const MAX_MESSAGE: usize = 70_000;
+
+/// Errors decoding a boundary message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BoundaryError {
+    /// The message ended early.
+    #[error("boundary message truncated")]
+    Truncated,
+    /// Unknown message type or field value.
+    #[error("boundary message invalid: {0}")]
+    Invalid(&'static str),
+}
+
+/// From the control plane to the data plane.
+#[derive(Debug, Clone)]
+pub enum ToDataPlane {
+    /// Bind these addresses (first message).
+    Start {
+        /// Protocol version ([`BOUNDARY_VERSION`]).
+        version: u8,
+        /// Local addresses to bind, in `LocalSocket` order.
+        bind: Vec<SocketAddr>,
+    },
+    /// A new snapshot of the tables.
+    Tables(Tables),
+    /// Send a datagram from local socket `local` (`u32::MAX`: from every socket of the family).
+    Send {
+        /// Local socket index.
+        local: u32,
+        /// Destination.
+        to: SocketAddr,
+        /// IP TTL for this datagram only (0 = default).
+        ttl: u8,
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// Stop.
+    Shutdown,
+}
+
+/// From the data plane to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToControlPlane {
+    /// The sockets bound (index = `LocalSocket`), or why binding failed (empty list + reason).
+    Started {
+        /// Protocol version.
+        version: u8,
+        /// Bound addresses.
+        bound: Vec<SocketAddr>,
+        /// Error text when nothing could be bound.
+        error: String,
+    },
+    /// A datagram for the control plane.
+    Up {
+        /// Local socket index.
+        local: u32,
+        /// Source.
+        from: SocketAddr,
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// A packet head was relayed between these two addresses.
+    Relayed {
+        /// Source address.
+        source: Address,
+        /// Destination address.
+        dest: Address,
+    },
+    /// Counters.
+    Stats(EngineStats),
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BoundaryError> {
+        let s = self
+            .b
+            .get(self.i..self.i.checked_add(n).ok_or(BoundaryError::Truncated)?)
+            .ok_or(BoundaryError::Truncated)?;
+        self.i += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, BoundaryError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, BoundaryError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, BoundaryError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn addr(&mut self) -> Result<SocketAddr, BoundaryError> {
+        let (ia, n) = InetAddress::decode(&self.b[self.i..])
+            .map_err(|_| BoundaryError::Invalid("address"))?;
+        self.i += n;
+        ia.socket_addr().ok_or(BoundaryError::Invalid("address"))
+    }
+    fn zt(&mut self) -> Result<Address, BoundaryError> {
+        Address::from_slice(self.take(5)?).ok_or(BoundaryError::Truncated)
+    }
+    fn rest(&mut self) -> Vec<u8> {
+        let v = self.b[self.i..].to_vec();
+        self.i = self.b.len();
+        v
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    InetAddress::Ip(a).encode(out);
+}
+
+fn put_addrs(out: &mut Vec<u8>, v: &[SocketAddr]) {
+    out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+    for a in v {
+        put_addr(out, *a);
+    }
+}
+
+fn addrs(r: &mut R<'_>) -> Result<Vec<SocketAddr>, BoundaryError> {
+    let n = r.u32()? as usize;
+    if n > 1024 {
+        return Err(BoundaryError::Invalid("count"));
+    }
+    (0..n).map(|_| r.addr()).collect()
+}
+
+fn cipher_byte(c: CipherSuite) -> u8 {
+    match c {
+        CipherSuite::Poly1305None => 0,
+        CipherSuite::Poly1305Salsa2012 => 1,
+        CipherSuite::TrustedPath => 2,
+        CipherSuite::AesGmacSiv => 3,
+    }
+}
+
+fn cipher_of(b: u8) -> Result<CipherSuite, BoundaryError> {
+    Ok(match b {
+        0 => CipherSuite::Poly1305None,
+        1 => CipherSuite::Poly1305Salsa2012,
+        2 => CipherSuite::TrustedPath,
+        3 => CipherSuite::AesGmacSiv,
+        _ => return Err(BoundaryError::Invalid("cipher")),
+    })
+}
+
+impl ToDataPlane {
+    /// The record bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            ToDataPlane::Start { version, bind } => {
+                out.push(1);
+                out.push(*version);
+                put_addrs(&mut out, bind);
+            }
+            ToDataPlane::Tables(t) => {
+                out.push(2);
+                out.extend_from_slice(&t.own.to_bytes());
+                out.push(u8::from(t.relay));
+                out.extend_from_slice(&(t.peers.len() as u32).to_be_bytes());
+                let mut peers: Vec<_> = t.peers.iter().collect();
+                peers.sort_by_key(|(a, _)| **a);
+                for (a, p) in peers {
+                    out.extend_from_slice(&a.to_bytes());
+                    out.extend_from_slice(p.key.as_bytes());
+                    out.push(cipher_byte(p.cipher));
+                    match &p.preferred {
+                        Some(path) => {
+                            out.push(1);
+                            out.extend_from_slice(&path.local.to_be_bytes());
+                            put_addr(&mut out, path.addr);
+                        }
+                        None => out.push(0),
+                    }
+                }
+            }
+            ToDataPlane::Send {
+                local,
+                to,
+                ttl,
+                data,
+            } => {
+                out.push(3);
+                out.extend_from_slice(&local.to_be_bytes());
+                put_addr(&mut out, *to);
+                out.push(*ttl);
+                out.extend_from_slice(data);
+            }
+            ToDataPlane::Shutdown => out.push(4),
+        }
+        out
+    }
+
+    /// Decodes a record.
+    pub fn decode(b: &[u8]) -> Result<Self, BoundaryError> {
+        let mut r = R { b, i: 0 };
+        Ok(match r.u8()? {
+            1 => ToDataPlane::Start {
+                version: r.u8()?,
+                bind: addrs(&mut r)?,
+            },
+            2 => {
+                let own = r.zt()?;
+                let relay = r.u8()? != 0;
+                let n = r.u32()? as usize;
+                if n > 1 << 20 {
+                    return Err(BoundaryError::Invalid("count"));
+                }
+                let mut peers = HashMap::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    let a = r.zt()?;
+                    let mut key = [0u8; PEER_KEY_LEN];
+                    key.copy_from_slice(r.take(PEER_KEY_LEN)?);
+                    let cipher = cipher_of(r.u8()?)?;
+                    let preferred = match r.u8()? {
+                        0 => None,
+                        1 => Some(PathEntry {
+                            local: r.u32()?,
+                            addr: r.addr()?,
+                        }),
+                        _ => return Err(BoundaryError::Invalid("path flag")),
+                    };
+                    peers.insert(
+                        a,
+                        PeerEntry {
+                            key: Arc::new(PeerKey::from_bytes(&key)),
+                            cipher,
+                            preferred,
+                        },
+                    );
+                }
+                ToDataPlane::Tables(Tables { own, relay, peers })
+            }
+            3 => ToDataPlane::Send {
+                local: r.u32()?,
+                to: r.addr()?,
+                ttl: r.u8()?,
+                data: r.rest(),
+            },
+            4 => ToDataPlane::Shutdown,
+            _ => return Err(BoundaryError::Invalid("type")),
+        })
+    }
+}
+
+impl ToControlPlane {
+    /// The record bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            ToControlPlane::Started {
+                version,
+                bound,
+                error,
+            } => {
+                out.push(11);
+                out.push(*version);
+                put_addrs(&mut out, bound);
+                out.extend_from_slice(error.as_bytes());
+            }
+            ToControlPlane::Up { local, from, data } => {
+                out.push(12);
+                out.extend_from_slice(&local.to_be_bytes());
+                put_addr(&mut out, *from);
+                out.extend_from_slice(data);
+            }
+            ToControlPlane::Relayed { source, dest } => {
+                out.push(13);
+                out.extend_from_slice(&source.to_bytes());
+                out.extend_from_slice(&dest.to_bytes());
+            }
+            ToControlPlane::Stats(s) => {
+                out.push(14);
+                for v in [s.relayed, s.up, s.dropped] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes a record.
+    pub fn decode(b: &[u8]) -> Result<Self, BoundaryError> {
+        let mut r = R { b, i: 0 };
+        Ok(match r.u8()? {
+            11 => ToControlPlane::Started {
+                version: r.u8()?,
+                bound: addrs(&mut r)?,
+                error: String::from_utf8_lossy(&r.rest()).into_owned(),
+            },
+            12 => ToControlPlane::Up {
+                local: r.u32()?,
+                from: r.addr()?,
+                data: r.rest(),
+            },
+            13 => ToControlPlane::Relayed {
+                source: r.zt()?,
+                dest: r.zt()?,
+            },
+            14 => ToControlPlane::Stats(EngineStats {
+                relayed: r.u64()?,
+                up: r.u64()?,
+                dropped: r.u64()?,
+            }),
+            _ => return Err(BoundaryError::Invalid("type")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let mut t = Tables {
+            own: Address::new(0x0102030405).unwrap(),
+            relay: true,
+            peers: HashMap::new(),
+        };
+        t.peers.insert(
+            Address::new(0xaabbccddee).unwrap(),
+            PeerEntry {
+                key: Arc::new(PeerKey::from_bytes(&[7u8; PEER_KEY_LEN])),
+                cipher: CipherSuite::AesGmacSiv,
+                preferred: Some(PathEntry {
+                    local: 1,
+                    addr: a("[2001:db8::1]:9993"),
+                }),
+            },
+        );
+        t.peers.insert(
+            Address::new(0x1122334455).unwrap(),
+            PeerEntry {
+                key: Arc::new(PeerKey::from_bytes(&[9u8; PEER_KEY_LEN])),
+                cipher: CipherSuite::Poly1305Salsa2012,
+                preferred: None,
+            },
+        );
+        let b = ToDataPlane::Tables(t.clone()).encode();
+        let ToDataPlane::Tables(back) = ToDataPlane::decode(&b).unwrap() else {
+            panic!("not tables");
+        };
+        assert_eq!(
+            (back.own, back.relay, back.peers.len()),
+            (t.own, t.relay, 2)
+        );
+        for (addr, p) in &t.peers {
+            let q = &back.peers[addr];
+            assert_eq!(q.key.as_bytes(), p.key.as_bytes());
+            assert_eq!(q.cipher, p.cipher);
+            assert_eq!(q.preferred, p.preferred);
+        }
+        let s = ToDataPlane::Send {
+            local: 2,
+            to: a("10.0.0.1:9993"),
+            ttl: 2,
+            data: vec![1, 2, 3],
+        };
+        let ToDataPlane::Send {
+            local,
+            to,
+            ttl,
+            data,
+        } = ToDataPlane::decode(&s.encode()).unwrap()
+        else {
+            panic!("not send");
+        };
+        assert_eq!(
+            (local, to, ttl, data),
+            (2, a("10.0.0.1:9993"), 2, vec![1, 2, 3])
+        );
+        for m in [
+            ToControlPlane::Started {
+                version: BOUNDARY_VERSION,
+                bound: vec![a("0.0.0.0:9993"), a("[::]:9993")],
+                error: String::new(),
+            },
+            ToControlPlane::Up {
+                local: 0,
+                from: a("192.0.2.1:1234"),
+                data: vec![9; 100],
+            },
+            ToControlPlane::Relayed {
+                source: Address::new(1).unwrap(),
+                dest: Address::new(2).unwrap(),
+            },
+            ToControlPlane::Stats(EngineStats {
+                relayed: 1,
+                up: 2,
+                dropped: 3,
+            }),
+        ] {
+            assert_eq!(ToControlPlane::decode(&m.encode()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_records_are_errors() {
+        let b = ToDataPlane::Start {
+            version: 1,
+            bind: vec![a("0.0.0.0:9993")],
+        }
+        .encode();
+        for n in 0..b.len() {
+            assert!(ToDataPlane::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..400 {
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = ToDataPlane::decode(&v);
+            let _ = ToControlPlane::decode(&v);
+        }
+        assert!(ToControlPlane::decode(&[99]).is_err());
+    }
+}
