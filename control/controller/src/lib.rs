@@ -15,5 +15,10 @@ pub mod issue;
 pub mod plan;
 pub mod store;
 
-pub use controller::{Controller, ControllerError, ControllerOutput};
-pub use store::{MemberRecord, MemoryStore, NetworkRecord, Saved, Store, StoreError};
+pub use controller::{Admin, Controller, ControllerConfig, ControllerError, ControllerOutput};
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::SqliteStore;
+pub use store::{
+    AuditAction, AuditEntry, Erasure, MemberRecord, MemoryStore, NetworkRecord,
+    PhysicalAddressRecord, Saved, Store, StoreError,
+};

@@ -167,6 +167,10 @@ impl Store for MemoryStore {
         Ok(before - self.physical.len())
     }
 
+    fn oldest_physical_address_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.physical.values().map(|(_, last)| *last).min())
+    }
+
     fn append_audit(&mut self, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
         self.last_seq += 1;
         entry.seq = self.last_seq;
@@ -196,6 +200,10 @@ impl Store for MemoryStore {
         let before = self.audit.len();
         self.audit.retain(|e| e.time_ms >= cutoff_ms);
         Ok(before - self.audit.len())
+    }
+
+    fn oldest_audit_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.audit.iter().map(|e| e.time_ms).min())
     }
 
     fn erase_member(&mut self, nwid: NetworkId, member: Address) -> Result<Erasure, StoreError> {

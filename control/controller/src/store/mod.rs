@@ -1,6 +1,6 @@
 //! Controller storage: the records (the JSON objects of the HTTP API and the file database), the
 //! [`Store`] trait every back-end implements, and the back-ends: [`MemoryStore`] and, with the
-//! `sqlite` feature (default), [`sqlite::SqliteStore`]. spec: controller.md §7.2, §7.3, §8
+//! `sqlite` feature (default), `sqlite::SqliteStore`. spec: controller.md §7.2, §7.3, §8
 //!
 //! Besides networks and members a store keeps the data-protection records (see `DATA.md` at the
 //! repository root): recorded physical addresses of members ([`PhysicalAddressRecord`], only
@@ -66,8 +66,8 @@ pub struct Saved<T> {
 pub type MemberUpdate<'a> = dyn FnMut(Option<MemberRecord>) -> Option<MemberRecord> + 'a;
 
 /// Storage of networks, members, recorded physical addresses and the audit log.
-/// Implementations: [`MemoryStore`] (tests, embedded use), [`sqlite::SqliteStore`]; PostgreSQL
-/// later. The behaviour every back-end must have is the suite in [`testsuite`] (feature
+/// Implementations: [`MemoryStore`] (tests, embedded use), `sqlite::SqliteStore`; PostgreSQL
+/// later. The behaviour every back-end must have is the suite in `testsuite` (feature
 /// `testsuite`). The trait is object safe (`Box<dyn Store>` works).
 ///
 /// `put_*` must follow §8.3: compare the new record with the stored one ignoring `revision`; if
@@ -126,6 +126,8 @@ pub trait Store {
     ) -> Result<Vec<PhysicalAddressRecord>, StoreError>;
     /// Removes recorded physical addresses last seen before `cutoff_ms`; returns how many.
     fn purge_physical_addresses(&mut self, cutoff_ms: i64) -> Result<usize, StoreError>;
+    /// The oldest last-seen time of any recorded physical address (the next to expire).
+    fn oldest_physical_address_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Appends an audit entry (its `seq` is ignored and assigned by the store: one more than
     /// any before, never reused); returns the stored entry.
@@ -137,6 +139,8 @@ pub trait Store {
     -> Result<Vec<AuditEntry>, StoreError>;
     /// Removes audit entries older than `cutoff_ms`; returns how many.
     fn purge_audit(&mut self, cutoff_ms: i64) -> Result<usize, StoreError>;
+    /// The time of the oldest audit entry (the next to expire).
+    fn oldest_audit_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Erases a member atomically: deletes its record and recorded physical addresses and
     /// reduces its audit entries to tombstones ([`AuditEntry::tombstone`]).
@@ -163,6 +167,97 @@ pub trait Store {
             "physicalAddresses": physical,
             "audit": audit,
         }))
+    }
+}
+
+/// A boxed store is a store: `Controller<Box<dyn Store>>` picks its back-end at run time.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn network(&self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError> {
+        (**self).network(nwid)
+    }
+    fn networks(&self) -> Result<Vec<NetworkId>, StoreError> {
+        (**self).networks()
+    }
+    fn put_network(&mut self, record: NetworkRecord) -> Result<Saved<NetworkRecord>, StoreError> {
+        (**self).put_network(record)
+    }
+    fn delete_network(&mut self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError> {
+        (**self).delete_network(nwid)
+    }
+    fn member(
+        &self,
+        nwid: NetworkId,
+        address: Address,
+    ) -> Result<Option<MemberRecord>, StoreError> {
+        (**self).member(nwid, address)
+    }
+    fn members(&self, nwid: NetworkId) -> Result<Vec<MemberRecord>, StoreError> {
+        (**self).members(nwid)
+    }
+    fn put_member(&mut self, record: MemberRecord) -> Result<Saved<MemberRecord>, StoreError> {
+        (**self).put_member(record)
+    }
+    fn update_member(
+        &mut self,
+        nwid: NetworkId,
+        address: Address,
+        update: &mut MemberUpdate<'_>,
+    ) -> Result<Option<Saved<MemberRecord>>, StoreError> {
+        (**self).update_member(nwid, address, update)
+    }
+    fn delete_member(
+        &mut self,
+        nwid: NetworkId,
+        address: Address,
+    ) -> Result<Option<MemberRecord>, StoreError> {
+        (**self).delete_member(nwid, address)
+    }
+    fn record_physical_address(
+        &mut self,
+        nwid: NetworkId,
+        member: Address,
+        physical: SocketAddr,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        (**self).record_physical_address(nwid, member, physical, now_ms)
+    }
+    fn physical_addresses(
+        &self,
+        nwid: NetworkId,
+        member: Address,
+    ) -> Result<Vec<PhysicalAddressRecord>, StoreError> {
+        (**self).physical_addresses(nwid, member)
+    }
+    fn purge_physical_addresses(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        (**self).purge_physical_addresses(cutoff_ms)
+    }
+    fn oldest_physical_address_ms(&self) -> Result<Option<i64>, StoreError> {
+        (**self).oldest_physical_address_ms()
+    }
+    fn append_audit(&mut self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        (**self).append_audit(entry)
+    }
+    fn audit_log(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        (**self).audit_log(after_seq, limit)
+    }
+    fn member_audit(
+        &self,
+        nwid: NetworkId,
+        member: Address,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        (**self).member_audit(nwid, member)
+    }
+    fn purge_audit(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        (**self).purge_audit(cutoff_ms)
+    }
+    fn oldest_audit_ms(&self) -> Result<Option<i64>, StoreError> {
+        (**self).oldest_audit_ms()
+    }
+    fn erase_member(&mut self, nwid: NetworkId, member: Address) -> Result<Erasure, StoreError> {
+        (**self).erase_member(nwid, member)
+    }
+    fn export_member(&self, nwid: NetworkId, member: Address) -> Result<Value, StoreError> {
+        (**self).export_member(nwid, member)
     }
 }
 

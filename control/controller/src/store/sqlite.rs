@@ -509,6 +509,14 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn oldest_physical_address_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT min(last_seen) FROM physical_address", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     fn append_audit(&mut self, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
         let details = (!entry.details.is_null()).then(|| encode(&entry.details));
         let seq: i64 = self.conn.query_row(
@@ -558,6 +566,12 @@ impl Store for SqliteStore {
         Ok(self
             .conn
             .execute("DELETE FROM audit WHERE time < ?1", [cutoff_ms])?)
+    }
+
+    fn oldest_audit_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT min(time) FROM audit", [], |r| r.get(0))?)
     }
 
     fn erase_member(&mut self, nwid: NetworkId, member: Address) -> Result<Erasure, StoreError> {

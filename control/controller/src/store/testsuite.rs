@@ -253,6 +253,7 @@ pub fn physical_addresses(store: &mut dyn Store) {
     let (a, b) = (addr("0a33989140"), addr("7c55a8da82"));
     let v4 = sock("192.0.2.1:9993");
     let v6 = sock("[2001:db8::1]:9993");
+    assert_eq!(store.oldest_physical_address_ms().unwrap(), None);
     store.record_physical_address(NWID, a, v6, 2_000).unwrap();
     store.record_physical_address(NWID, a, v4, 1_000).unwrap();
     store.record_physical_address(NWID, a, v4, 5_000).unwrap();
@@ -270,11 +271,14 @@ pub fn physical_addresses(store: &mut dyn Store) {
         got[1].to_json(),
         json!({"physical": "[2001:db8::1]:9993", "firstSeen": 2000, "lastSeen": 2000})
     );
+    assert_eq!(store.oldest_physical_address_ms().unwrap(), Some(2_000));
     // cutoff 3000: v6 (2000) goes; b's and OTHER's (3000) stay; v4 (5000) stays
     assert_eq!(store.purge_physical_addresses(3_000).unwrap(), 1);
     assert_eq!(store.physical_addresses(NWID, a).unwrap().len(), 1);
     assert_eq!(store.physical_addresses(NWID, b).unwrap().len(), 1);
+    assert_eq!(store.oldest_physical_address_ms().unwrap(), Some(3_000));
     assert_eq!(store.purge_physical_addresses(i64::MAX).unwrap(), 3);
+    assert_eq!(store.oldest_physical_address_ms().unwrap(), None);
     assert!(store.physical_addresses(OTHER, a).unwrap().is_empty());
 }
 
@@ -292,6 +296,7 @@ fn entry(t: i64, action: AuditAction, nwid: NetworkId, member: Option<&str>) -> 
 /// Sequence numbers ascend and are never reused; paging; per-member selection; retention.
 pub fn audit_log(store: &mut dyn Store) {
     let a = "0a33989140";
+    assert_eq!(store.oldest_audit_ms().unwrap(), None);
     let e1 = store
         .append_audit(entry(100, AuditAction::NetworkCreated, NWID, None))
         .unwrap();
@@ -315,7 +320,9 @@ pub fn audit_log(store: &mut dyn Store) {
                "erased": false})
     );
     // retention: entries older than the cutoff go; an entry exactly at the cutoff stays
+    assert_eq!(store.oldest_audit_ms().unwrap(), Some(100));
     assert_eq!(store.purge_audit(300).unwrap(), 2);
+    assert_eq!(store.oldest_audit_ms().unwrap(), Some(300));
     assert_eq!(store.audit_log(0, 10).unwrap(), vec![e3.clone()]);
     assert_eq!(store.purge_audit(i64::MAX).unwrap(), 1);
     // sequence numbers are not reused after the newest entry was purged
