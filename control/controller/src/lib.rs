@@ -2,8 +2,9 @@
 //!
 //! Sans-IO like `weft-proto`: no sockets, no clock, no threads, no global RNG. Time (ms since the
 //! epoch) and randomness are arguments; outputs are queued and drained with
-//! [`Controller::poll_output`]. Storage goes through the [`Store`] trait ([`MemoryStore`] today;
-//! SQLite/PostgreSQL later).
+//! [`Controller::poll_output`]. Storage goes through the [`Store`] trait: [`MemoryStore`], and with
+//! the default feature `sqlite` the `SqliteStore` (the one part that does I/O: a database file);
+//! PostgreSQL later. What is stored, and for how long, is listed in `DATA.md`.
 //!
 //! Spec references point at `shared/spec/controller.md` and `vl2.md`.
 #![forbid(unsafe_code)]
