@@ -475,6 +475,8 @@ fn throughput(
         TcpStream::connect_timeout(&addr, Duration::from_secs(10))
     })??;
     let mut s = stream;
+    // a broken path must end the demo with an error, not hang it
+    s.set_write_timeout(Some(Duration::from_secs(15)))?;
     let chunk = vec![0x5au8; 1 << 16];
     let start = Instant::now();
     let mut sent = 0u64;

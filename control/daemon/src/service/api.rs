@@ -68,7 +68,41 @@ pub(crate) struct NetworkSettings {
 struct Ctx {
     token: Arc<String>,
     metrics_token: Arc<String>,
+    /// Networks besides loopback that may use the API (`allowManagementFrom`).
+    allow: Arc<Vec<ipnet::IpNet>>,
     tx: mpsc::Sender<ApiRequest>,
+}
+
+/// Whether the client may use the API at all: loopback, or inside `allowManagementFrom`.
+/// Requests without a known peer (in-process tests) count as local. spec: service.md §4.1
+fn source_allowed(ctx: &Ctx, req: &axum::extract::Request) -> bool {
+    let Some(axum::extract::ConnectInfo(peer)) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    else {
+        return true;
+    };
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || ctx.allow.iter().any(|n| n.contains(&ip))
+}
+
+/// The source check for the routes that need no token (`/health`, `/metrics` checks tokens
+/// itself and has no source restriction).
+async fn require_source(
+    State(ctx): State<Ctx>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if source_allowed(&ctx, &req) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
 }
 
 /// Whether the request carries one of `tokens` (header `X-ZT1-Auth`, `Authorization: Bearer`,
@@ -150,7 +184,7 @@ async fn require_auth(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if authorized(&ctx, req.headers(), &q) {
+    if source_allowed(&ctx, &req) && authorized(&ctx, req.headers(), &q) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()
@@ -475,14 +509,24 @@ async fn config_settings(State(ctx): State<Ctx>, body: axum::body::Bytes) -> Res
 }
 
 /// The router: token-protected routes, plus `/health` (open) and `/metrics` (own tokens).
-pub(crate) fn router(token: String, metrics_token: String, tx: mpsc::Sender<ApiRequest>) -> Router {
+pub(crate) fn router(
+    token: String,
+    metrics_token: String,
+    allow: Vec<ipnet::IpNet>,
+    tx: mpsc::Sender<ApiRequest>,
+) -> Router {
     let ctx = Ctx {
         token: Arc::new(token),
         metrics_token: Arc::new(metrics_token),
+        allow: Arc::new(allow),
         tx,
     };
     let open = Router::new()
         .route("/health", get(health))
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            require_source,
+        ))
         .route("/metrics", get(metrics));
     Router::new()
         .route("/config", get(config))
@@ -524,25 +568,37 @@ pub(crate) fn router(token: String, metrics_token: String, tx: mpsc::Sender<ApiR
         .with_state(ctx)
 }
 
-/// Binds the API on loopback (IPv4, and IPv6 when available) and serves it in the background.
+/// Binds the API on loopback (IPv4, and IPv6 when available) — or on every address when
+/// `allowManagementFrom` names other networks — and serves it in the background.
 pub(crate) async fn serve(
     port: u16,
     token: String,
     metrics_token: String,
+    allow: Vec<ipnet::IpNet>,
     tx: mpsc::Sender<ApiRequest>,
 ) -> anyhow::Result<Vec<SocketAddr>> {
-    let app = router(token, metrics_token, tx);
+    let wide = !allow.is_empty();
+    let app = router(token, metrics_token, allow, tx);
     let mut bound = Vec::new();
-    for addr in [
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
-    ] {
+    let addrs = if wide {
+        [
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        ]
+    } else {
+        [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ]
+    };
+    for addr in addrs {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 bound.push(addr);
                 let app = app.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = axum::serve(l, app).await {
+                    let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+                    if let Err(e) = axum::serve(l, svc).await {
                         eprintln!("weft: API server on {addr} stopped: {e}");
                     }
                 });
@@ -639,7 +695,10 @@ mod tests {
             }
             seen
         });
-        (router("tok".into(), "mtok".into(), tx), loop_task)
+        (
+            router("tok".into(), "mtok".into(), Vec::new(), tx),
+            loop_task,
+        )
     }
 
     async fn call(
@@ -842,6 +901,56 @@ mod tests {
                 "config",
                 "settings {\"primaryPort\":9994}"
             ]
+        );
+    }
+
+    /// Only loopback and `allowManagementFrom` may use the API, even with the token; `/metrics`
+    /// has no source restriction. spec: service.md §4.1
+    #[tokio::test]
+    async fn management_sources() {
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let app = router(
+            "tok".into(),
+            "mtok".into(),
+            vec!["192.0.2.0/24".parse().unwrap()],
+            tx,
+        );
+        let from = |ip: &str, uri: &str| {
+            let mut r = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            r.extensions_mut()
+                .insert(axum::extract::ConnectInfo(SocketAddr::new(
+                    ip.parse().unwrap(),
+                    40000,
+                )));
+            r
+        };
+        let code = |r| {
+            let app = app.clone();
+            async move { app.oneshot(r).await.unwrap().status() }
+        };
+        assert_eq!(
+            code(from("198.51.100.7", "/status?auth=tok")).await,
+            StatusCode::UNAUTHORIZED,
+            "outside the allowed networks, even with the token"
+        );
+        assert_eq!(
+            code(from("198.51.100.7", "/health")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        // allowed sources reach the routes (the stand-in loop is gone, so 503 means "passed")
+        assert_eq!(
+            code(from("192.0.2.9", "/status?auth=tok")).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            code(from("::ffff:127.0.0.1", "/status?auth=tok")).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            code(from("198.51.100.7", "/metrics?auth=mtok")).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "/metrics has no source restriction"
         );
     }
 

@@ -13,8 +13,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
+
+use tokio::sync::mpsc;
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use weft_engine::boundary::{BOUNDARY_VERSION, MAX_MESSAGE, ToControlPlane, ToDataPlane};
 use weft_engine::{Engine, EngineStats, Tables, Verdict};
@@ -95,6 +98,45 @@ async fn recv_any(
     .await
 }
 
+/// Records queued for the other plane at most (then dropped and counted, like a full NIC ring).
+const WRITE_QUEUE: usize = 8192;
+
+/// A SEQPACKET connection whose sends never block the caller: records go through a bounded
+/// queue to a writer task. Both planes read and write the socket; if both blocked on a full
+/// send buffer at once they would wait for each other forever.
+struct Conn {
+    sock: Arc<UnixSeqpacket>,
+    tx: mpsc::Sender<Vec<u8>>,
+    drops: u64,
+}
+
+impl Conn {
+    fn new(sock: UnixSeqpacket) -> Conn {
+        let sock = Arc::new(sock);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let w = sock.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if w.send(&m).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Conn { sock, tx, drops: 0 }
+    }
+
+    /// Queues a record; drops it when the queue is full.
+    fn send(&mut self, m: Vec<u8>) {
+        if self.tx.try_send(m).is_err() {
+            self.drops += 1;
+        }
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.sock.recv(buf).await
+    }
+}
+
 /// IPv4-mapped IPv6 sources are reported as IPv4.
 fn unmap(from: SocketAddr) -> SocketAddr {
     match from {
@@ -138,7 +180,7 @@ pub(crate) struct Remote {
     sock_path: PathBuf,
     listener: UnixSeqpacketListener,
     child: Child,
-    conn: UnixSeqpacket,
+    conn: Conn,
     addrs: Vec<SocketAddr>,
     tables: Tables,
     stats: EngineStats,
@@ -237,7 +279,7 @@ impl DataPlane {
             sock_path,
             listener,
             child,
-            conn,
+            conn: Conn::new(conn),
             addrs: bound,
             tables: Tables::default(),
             stats: EngineStats::default(),
@@ -269,7 +311,7 @@ impl DataPlane {
             DataPlane::Remote(r) => {
                 let msg = ToDataPlane::Tables(tables.clone()).encode();
                 r.tables = tables;
-                let _ = r.conn.send(&msg).await;
+                r.conn.send(msg);
             }
         }
     }
@@ -291,7 +333,7 @@ impl DataPlane {
                     data: t.data.clone(),
                 }
                 .encode();
-                let _ = r.conn.send(&msg).await;
+                r.conn.send(msg);
             }
         }
     }
@@ -363,7 +405,7 @@ impl DataPlane {
     /// Stops a data-plane process.
     pub(crate) async fn shutdown(&mut self) {
         if let DataPlane::Remote(r) = self {
-            let _ = r.conn.send(&ToDataPlane::Shutdown.encode()).await;
+            let _ = r.conn.sock.send(&ToDataPlane::Shutdown.encode()).await;
             let _ = tokio::time::timeout(Duration::from_secs(3), r.child.wait()).await;
             let _ = r.child.start_kill();
             let _ = std::fs::remove_file(&r.sock_path);
@@ -387,11 +429,11 @@ impl Remote {
             match spawn_child(&self.exe, &mut self.listener, &self.sock_path, &self.addrs).await {
                 Ok((child, conn, bound)) => {
                     self.child = child;
-                    self.conn = conn;
+                    self.conn = Conn::new(conn);
                     self.addrs = bound;
                     self.restarts += 1;
                     let msg = ToDataPlane::Tables(self.tables.clone()).encode();
-                    let _ = self.conn.send(&msg).await;
+                    self.conn.send(msg);
                     eprintln!(
                         "weft: data plane restarted (pid {:?}), tables republished",
                         self.child.id()
@@ -450,6 +492,7 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
             bail!("nothing bound");
         }
         drop_privileges();
+        let mut conn = Conn::new(conn);
         let mut engine = Engine::new();
         let mut tables = Tables::default();
         let mut bufs: Vec<Vec<u8>> = sockets.iter().map(|_| vec![0u8; 16_384]).collect();
@@ -482,14 +525,14 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         match v {
                             Verdict::Up => {
                                 let msg = ToControlPlane::Up { local: i as u32, from, data: data.to_vec() };
-                                let _ = conn.send(&msg.encode()).await;
+                                conn.send(msg.encode());
                             }
                             Verdict::Relay { local, to, data, ends } => {
                                 for s in sockets_for(&addrs, local, to) {
                                     send_on(&sockets[s], to, 0, &data).await;
                                 }
                                 if let Some((source, dest)) = ends {
-                                    let _ = conn.send(&ToControlPlane::Relayed { source, dest }.encode()).await;
+                                    conn.send(ToControlPlane::Relayed { source, dest }.encode());
                                 }
                             }
                             Verdict::Drop(_) => {}
@@ -497,7 +540,10 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                     }
                 }
                 _ = tick.tick() => {
-                    let _ = conn.send(&ToControlPlane::Stats(engine.stats()).encode()).await;
+                    let mut st = engine.stats();
+                    // records the control plane could not take count as drops
+                    st.dropped += conn.drops;
+                    conn.send(ToControlPlane::Stats(st).encode());
                 }
             }
         }

@@ -30,6 +30,8 @@ pub(crate) struct LocalConf {
     pub(crate) allow_tcp_fallback: bool,
     pub(crate) force_tcp_relay: bool,
     pub(crate) tcp_fallback_relay: std::net::SocketAddr,
+    /// Networks besides loopback allowed to use the local API. spec: service.md §3.1, §4.1
+    pub(crate) allow_management_from: Vec<ipnet::IpNet>,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -46,6 +48,7 @@ impl Default for LocalConf {
             allow_tcp_fallback: true,
             force_tcp_relay: false,
             tcp_fallback_relay: std::net::SocketAddr::from(DEFAULT_TCP_RELAY),
+            allow_management_from: Vec::new(),
         }
     }
 }
@@ -361,10 +364,29 @@ impl Home {
                 .map(|p| p.0)
                 .context("local.conf: settings.tcpFallbackRelay must be \"ip/port\"")?,
         };
+        let mut allow_management_from = Vec::new();
+        if let Some(a) = settings["allowManagementFrom"].as_array() {
+            for (i, c) in a.iter().enumerate() {
+                let net = c
+                    .as_str()
+                    .and_then(|s| {
+                        s.parse::<ipnet::IpNet>()
+                            .ok()
+                            .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+                    })
+                    .with_context(|| {
+                        format!(
+                            "local.conf: settings.allowManagementFrom[{i}] must be a network/bits"
+                        )
+                    })?;
+                allow_management_from.push(net);
+            }
+        }
         Ok(LocalConf {
             raw,
             primary_port,
             bind,
+            allow_management_from,
             trusted_paths,
             mtu,
             allow_tcp_fallback,

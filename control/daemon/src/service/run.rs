@@ -620,7 +620,14 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         let token = home.auth_token()?;
         let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
         let metrics_token = home.metrics_token()?;
-        let api_addrs = super::api::serve(port, token, metrics_token, api_tx).await?;
+        let api_addrs = super::api::serve(
+            port,
+            token,
+            metrics_token,
+            conf.allow_management_from.clone(),
+            api_tx,
+        )
+        .await?;
         let now = now_ms();
         let identity_for_ctl = identity.clone();
         let mut node = Node::new(identity, config, now, &mut OsRng);
