@@ -13,6 +13,7 @@ pub mod controller;
 pub mod ipalloc;
 pub mod issue;
 pub mod plan;
+pub mod rulesc;
 pub mod store;
 
 pub use controller::{Controller, ControllerError, ControllerOutput};
