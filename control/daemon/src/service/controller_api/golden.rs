@@ -345,6 +345,17 @@ async fn golden_network_full_update() {
     assert_eq!(code, 200);
     whole["revision"] = v3["revision"].clone();
     assert_eq!(v3, whole);
+    // rulesSource is compiled into rules, capabilities and tags (weft; 1.14 ignores it)
+    let (code, v4) = h
+        .post(
+            &format!("/controller/network/{id}"),
+            r#"{"rulesSource":"tag dept id 5 default 1 ;\ncap ssh id 9 accept ipprotocol tcp and dport 22 ; ;\ndrop not ethertype ipv4 and not ethertype arp ;\naccept ;"}"#,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v4["tags"], json!([{"default":1,"id":5}]));
+    assert_eq!(v4["capabilities"][0]["id"], 9);
+    assert_eq!(v4["rules"].as_array().unwrap().len(), 4);
     h.check("network_full_update");
 }
 
@@ -532,6 +543,11 @@ async fn golden_errors() {
         (&n, r#"{"dns":"example.com"}"#, "dns"),
         (&n, r#"{"authTokens":{"t":"soon"}}"#, "authTokens.t"),
         (&n, r#"{"remoteTraceTarget":12}"#, "remoteTraceTarget"),
+        (
+            &n,
+            r#"{"rulesSource":"accept ;\n  bogus ;"}"#,
+            "rulesSource",
+        ),
         (&m, r#"{"ipAssignments":[1]}"#, "ipAssignments[0]"),
         (&m, r#"{"tags":[[1,"a"]]}"#, "tags[0]"),
         (&m, r#"{"capabilities":[-3]}"#, "capabilities[0]"),

@@ -303,12 +303,25 @@ fn auth_tokens(f: &str, v: &Value) -> R<AuthTokens> {
     }
 }
 
-/// `rulesSource`: accepted (must be a string) and not stored, as 1.14 does. spec: §7.2
-fn rules_source(f: &str, v: &Value) -> R<()> {
-    match v {
-        Value::String(_) | Value::Null => Ok(()),
-        _ => bad(f, "expected a string"),
+/// `rulesSource`: compiled server-side (weft; 1.14 ignores it): a non-empty source replaces
+/// `rules`, `capabilities` and `tags` with what it compiles to and is stored; an error is
+/// reported with its line and column. An empty string clears the stored source only.
+/// spec: vl2.md §15.8, controller.md §7.2
+fn rules_source(n: &mut NetworkRecord, f: &str, v: &Value) -> R<()> {
+    let src = match v {
+        Value::String(s) => s,
+        Value::Null => "",
+        _ => return bad(f, "expected a string"),
+    };
+    n.rules_source = src.to_string();
+    if src.trim().is_empty() {
+        return Ok(());
     }
+    let c = weft_controller::rulesc::compile(src).map_or_else(|e| bad(f, e.to_string()), Ok)?;
+    n.rules = rules(f, &Value::Array(c.rules))?;
+    n.capabilities = capabilities(f, &Value::Array(c.capabilities))?;
+    n.tags = network_tags(f, &Value::Array(c.tags))?;
+    Ok(())
 }
 
 /// Applies a network POST body to `n` (the stored record, or a new one). spec: controller.md
@@ -336,10 +349,14 @@ pub(crate) fn apply_network(n: &mut NetworkRecord, body: &Map<String, Value>) ->
             "authTokens" => n.auth_tokens = auth_tokens(f, v)?,
             "remoteTraceTarget" => n.remote_trace_target = trace_target(f, v)?,
             "remoteTraceLevel" => n.remote_trace_level = u32_field(f, v)?,
-            "rulesSource" => rules_source(f, v)?,
+            // compiled after the other keys, so it wins over rules/capabilities/tags
+            "rulesSource" => {}
             // read-only and unknown keys are ignored (not stored). spec: §7.2
             _ => {}
         }
+    }
+    if let Some(v) = body.get("rulesSource") {
+        rules_source(n, "rulesSource", v)?;
     }
     Ok(())
 }
@@ -569,12 +586,14 @@ mod tests {
         assert!(err_of(net(json!({"dns": {"servers": [1]}}))).starts_with("dns.servers[0]:"));
         assert!(err_of(net(json!({"authTokens": {"t": -5}}))).starts_with("authTokens.t:"));
         assert!(err_of(net(json!({"rulesSource": 5}))).starts_with("rulesSource:"));
-        assert!(
-            net(json!({"rulesSource": "accept;"}))
-                .unwrap()
-                .rules_source
-                .is_empty()
-        );
+        let n = net(json!({"rulesSource": "tag t id 5 default 1 ;\ndrop not ethertype ipv4 ;\naccept ;", "rules": []}))
+            .unwrap();
+        assert_eq!(n.rules.len(), 3, "{:?}", n.rules);
+        assert_eq!(n.rules[0]["etherType"], 2048);
+        assert_eq!(n.to_json()["tags"], json!([{"default":1,"id":5}]));
+        assert!(n.rules_source.starts_with("tag t"));
+        let e = err_of(net(json!({"rulesSource": "accept ;\n  bogus ;"})));
+        assert!(e.starts_with("rulesSource: line 2, column 3"), "{e}");
     }
 
     #[test]
