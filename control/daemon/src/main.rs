@@ -3,6 +3,7 @@
 //! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
 mod cli;
+mod ctl_cli;
 mod fsutil;
 mod host;
 mod idtool;
@@ -42,6 +43,8 @@ enum Command {
     Idtool(idtool::IdtoolArgs),
     /// TCP fallback relay for nodes whose UDP is blocked (like the one at 204.80.128.1:443).
     TcpRelay(tcp_relay::TcpRelayArgs),
+    /// Manage the networks and members of this node's network controller (local API).
+    Controller(ctl_cli::ControllerArgs),
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
                 Command::Client(c) => cli::run(cli.client, c),
                 Command::Idtool(a) => idtool::run(a.command),
                 Command::TcpRelay(a) => tcp_relay::run(a),
+                Command::Controller(a) => ctl_cli::run(&cli.client, a),
             }
         }
     };
