@@ -6,6 +6,7 @@
 #   iptables  (iptables)      MASQUERADE inside the lab's NAT-router namespaces; Debian's default
 #                             is the nf_tables backend, the harness also works with iptables-legacy
 #   ping      (iputils-ping)  reachability checks inside the lab
+#   cc        (gcc, libc6-dev) compiling the bundled SQLite of weft-controller's SqliteStore
 #
 # Idempotent and silent when everything is present. Must run as root to install anything. Runs
 # `apt-get update` only if the first install attempt fails (stale or empty package lists).
@@ -21,6 +22,7 @@ missing=()
 have ip || missing+=(iproute2)
 have iptables || missing+=(iptables)
 have ping || missing+=(iputils-ping)
+have cc || missing+=(gcc libc6-dev)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

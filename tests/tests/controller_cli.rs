@@ -172,6 +172,13 @@ fn controller_cli_create_list_set_authorize_show_delete() {
             .any(|l| l.starts_with("authorized") && l.ends_with(" true")),
         "{show}"
     );
+    let export = json(&ctl(
+        &lab,
+        &ns,
+        &node,
+        &["member", "export", &nwid, "0a33989140"],
+    ));
+    assert_eq!(export["member"]["name"], "laptop", "{export}");
     let m = json(&ctl(
         &lab,
         &ns,

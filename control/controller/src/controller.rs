@@ -10,13 +10,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use rand_core::RngCore;
+use serde_json::{Value, json};
 use weft_wire::dictionary::Dictionary;
 use weft_wire::verbs::ErrorCode;
 use weft_wire::{Address, Identity, NetworkId};
 
 use crate::issue::{self, IssueError};
 use crate::plan::{self, NetworkSummary};
-use crate::store::{MemberRecord, NetworkRecord, Store, StoreError, credential_type};
+use crate::store::{
+    AuditAction, AuditEntry, Erasure, MemberRecord, NetworkRecord, Store, StoreError,
+    credential_type,
+};
 
 /// Minimum spacing of genuine requests from one member for one network. spec: controller.md §2
 pub const REQUEST_RATE_LIMIT_MS: i64 = 1000;
@@ -26,6 +30,33 @@ pub const ONLINE_WINDOW_MS: i64 = 120_000;
 pub const AUTHORIZED_RECENTLY_MS: i64 = 180_000;
 /// Request packet id of the node's own in-process requests. spec: controller.md §1
 pub const IN_PROCESS_REQUEST_ID: u64 = u64::MAX;
+/// The actor the admin helpers called directly on [`Controller`] record in the audit log.
+pub const DEFAULT_ACTOR: &str = "api";
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Data-protection settings (see `DATA.md` at the repository root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// Store members' physical (underlay) addresses, with first/last-seen times, in the store.
+    /// Off by default: the last address of each member is then kept in memory only (as the
+    /// reference does) and is gone at restart.
+    pub record_physical_addresses: bool,
+    /// Recorded physical addresses last seen longer ago than this are deleted (ms; default 30
+    /// days). The in-memory last address is forgotten after the same time without requests.
+    pub physical_address_retention_ms: i64,
+    /// Audit entries older than this are deleted (ms; default 365 days).
+    pub audit_retention_ms: i64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            record_physical_addresses: false,
+            physical_address_retention_ms: 30 * DAY_MS,
+            audit_retention_ms: 365 * DAY_MS,
+        }
+    }
+}
 
 /// Errors of the controller (not sent to members).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +120,9 @@ struct MemberStatus {
     metadata: Option<Dictionary>,
     /// Last time a config was sent (vl2.md §7.3 multicast authorization).
     authorized_at_ms: Option<i64>,
+    /// Source address of the last genuine direct request and when it was seen (memory only
+    /// unless recording is enabled; forgotten after the retention window).
+    physical: Option<(SocketAddr, i64)>,
 }
 
 /// The network controller. See the module documentation for the calling pattern.
@@ -99,23 +133,87 @@ pub struct Controller<S: Store> {
     status: BTreeMap<(NetworkId, Address), MemberStatus>,
     sso_checks: BTreeSet<(i64, NetworkId, Address)>,
     outputs: VecDeque<ControllerOutput>,
+    config: ControllerConfig,
+    /// When the oldest retained physical address or audit entry expires, if any.
+    next_expiry_ms: Option<i64>,
 }
 
 impl<S: Store> Controller<S> {
-    /// A controller signing with `identity` (must hold its private key) over `store`.
+    /// A controller signing with `identity` (must hold its private key) over `store`, with the
+    /// default [`ControllerConfig`] (physical addresses in memory only).
     pub fn new(identity: Identity, store: S) -> Result<Self, ControllerError> {
+        Self::with_config(identity, store, ControllerConfig::default())
+    }
+
+    /// [`Self::new`] with data-protection settings.
+    pub fn with_config(
+        identity: Identity,
+        store: S,
+        config: ControllerConfig,
+    ) -> Result<Self, ControllerError> {
         if !identity.has_private() {
             return Err(ControllerError::NoPrivateKey {
                 address: identity.address(),
             });
         }
-        Ok(Controller {
+        let mut ctl = Controller {
             identity,
             store,
             status: BTreeMap::new(),
             sso_checks: BTreeSet::new(),
             outputs: VecDeque::new(),
-        })
+            config,
+            next_expiry_ms: None,
+        };
+        ctl.next_expiry_ms = ctl.expiry_horizon()?;
+        Ok(ctl)
+    }
+
+    /// The data-protection settings.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// Changes the data-protection settings (new retention windows apply from the next
+    /// [`Self::handle_timeout`] on; see [`Self::poll_timeout`]).
+    pub fn set_config(&mut self, config: ControllerConfig) -> Result<(), ControllerError> {
+        self.config = config;
+        self.next_expiry_ms = self.expiry_horizon()?;
+        Ok(())
+    }
+
+    fn physical_retention(&self) -> i64 {
+        self.config.physical_address_retention_ms.max(0)
+    }
+
+    fn audit_retention(&self) -> i64 {
+        self.config.audit_retention_ms.max(0)
+    }
+
+    /// When the oldest retained item expires: an item seen at `t` expires at `t + retention`.
+    fn expiry_horizon(&self) -> Result<Option<i64>, ControllerError> {
+        let (pr, ar) = (self.physical_retention(), self.audit_retention());
+        let stored = self.store.oldest_physical_address_ms()?;
+        let memory = self
+            .status
+            .values()
+            .filter_map(|s| s.physical.map(|(_, t)| t))
+            .min();
+        let audit = self.store.oldest_audit_ms()?;
+        Ok([
+            stored.map(|t| t.saturating_add(pr)),
+            memory.map(|t| t.saturating_add(pr)),
+            audit.map(|t| t.saturating_add(ar)),
+        ]
+        .into_iter()
+        .flatten()
+        .min())
+    }
+
+    /// Something retained for `retention` was written at `t`.
+    fn note_retained(&mut self, t: i64, retention: i64) {
+        let e = t.saturating_add(retention);
+        self.next_expiry_ms = Some(self.next_expiry_ms.map_or(e, |x| x.min(e)));
     }
 
     /// The controller's address (it serves networks `<address><24 bits>`).
@@ -140,13 +238,18 @@ impl<S: Store> Controller<S> {
     }
 
     /// When [`Self::handle_timeout`] must be called next (ms), if ever: the earliest scheduled
-    /// SSO expiry check.
+    /// SSO expiry check, or the moment the oldest retained physical address or audit entry
+    /// leaves its retention window.
     pub fn poll_timeout(&self) -> Option<i64> {
-        self.sso_checks.first().map(|(t, _, _)| *t)
+        let sso = self.sso_checks.first().map(|(t, _, _)| *t);
+        [sso, self.next_expiry_ms].into_iter().flatten().min()
     }
 
     /// Runs due SSO expiry checks: a member whose `authenticationExpiryTime` has passed is
     /// revoked on every online member (the §5.2 broadcast). spec: controller.md §5.3
+    /// Then, when due, applies the retention windows of [`ControllerConfig`]: deletes recorded
+    /// physical addresses and audit entries that are as old as their window or older, and
+    /// forgets in-memory physical addresses as old.
     pub fn handle_timeout(
         &mut self,
         now_ms: i64,
@@ -163,6 +266,29 @@ impl<S: Store> Controller<S> {
                 self.revoke(now_ms, nwid, addr, rng);
             }
         }
+        if self.next_expiry_ms.is_some_and(|t| t <= now_ms) {
+            self.purge(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the retention windows now: an item seen at `t` goes once `now ≥ t + retention`.
+    fn purge(&mut self, now_ms: i64) -> Result<(), ControllerError> {
+        // the stores delete what is strictly older than the cutoff
+        let physical_cutoff = now_ms
+            .saturating_sub(self.physical_retention())
+            .saturating_add(1);
+        self.store.purge_physical_addresses(physical_cutoff)?;
+        for st in self.status.values_mut() {
+            if st.physical.is_some_and(|(_, t)| t < physical_cutoff) {
+                st.physical = None;
+            }
+        }
+        let audit_cutoff = now_ms
+            .saturating_sub(self.audit_retention())
+            .saturating_add(1);
+        self.store.purge_audit(audit_cutoff)?;
+        self.next_expiry_ms = self.expiry_horizon()?;
         Ok(())
     }
 
@@ -229,10 +355,25 @@ impl<S: Store> Controller<S> {
                 return Ok(());
             }
             st.last_request_ms = Some(now_ms);
+            if let Some(p) = physical {
+                st.physical = Some((p, now_ms));
+                let retention = self.physical_retention();
+                self.note_retained(now_ms, retention);
+            }
         }
-        // The physical address is only "online" bookkeeping in the reference (file DB: memory).
-        let _ = physical;
-        self.process(now_ms, nwid, requester, metadata, request_packet_id, rng)
+        // The physical address is "online" bookkeeping (§3 step 1; the file DB keeps it in
+        // memory); it reaches the store only when the operator enabled recording.
+        let record =
+            physical.filter(|_| request_packet_id != 0 && self.config.record_physical_addresses);
+        self.process(
+            now_ms,
+            nwid,
+            requester,
+            metadata,
+            request_packet_id,
+            record,
+            rng,
+        )
     }
 
     fn error(&mut self, rid: u64, to: Address, code: ErrorCode, payload: Vec<u8>) {
@@ -247,7 +388,9 @@ impl<S: Store> Controller<S> {
         }
     }
 
-    /// §3, in the reference's exact order.
+    /// §3, in the reference's exact order. `record_physical`: the source address to record in
+    /// the store once the requester proved to be the member (recording enabled).
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
         now_ms: i64,
@@ -255,6 +398,7 @@ impl<S: Store> Controller<S> {
         requester: &Identity,
         metadata: &Dictionary,
         rid: u64,
+        record_physical: Option<SocketAddr>,
         rng: &mut impl RngCore,
     ) -> Result<(), ControllerError> {
         let addr = requester.address();
@@ -280,6 +424,12 @@ impl<S: Store> Controller<S> {
                 }
             }
             _ => member.identity = Some(public),
+        }
+        // Recorded only for the member's own (identity-checked) requests of a network we have.
+        if let Some(physical) = record_physical {
+            self.store
+                .record_physical_address(nwid, addr, physical, now_ms)?;
+            self.note_retained(now_ms, self.physical_retention());
         }
         // 6: canonical ids
         member.id = addr;
@@ -396,7 +546,7 @@ impl<S: Store> Controller<S> {
         let (Some(identity), Some(metadata)) = (st.identity.clone(), st.metadata.clone()) else {
             return Ok(());
         };
-        self.process(now_ms, nwid, &identity, &metadata, 0, rng)
+        self.process(now_ms, nwid, &identity, &metadata, 0, None, rng)
     }
 
     /// Revokes `target`'s COM on every online member of `nwid` (target included).
@@ -474,9 +624,214 @@ impl<S: Store> Controller<S> {
     }
 
     // -----------------------------------------------------------------------------------------
-    // admin helpers (what the HTTP API will call; they go through the same change path)
+    // data subject requests
 
+    /// Everything the controller holds about a member, as JSON: what the store holds
+    /// ([`Store::export_member`]: record, recorded physical addresses, audit entries) plus the
+    /// in-memory status under `"memory"` (last request time, last physical address, whether
+    /// online, the metadata of its last request), or `null` there when there is none.
+    pub fn export_member(
+        &self,
+        nwid: NetworkId,
+        member: Address,
+        now_ms: i64,
+    ) -> Result<Value, ControllerError> {
+        let mut out = self.store.export_member(nwid, member)?;
+        out["memory"] = match self.status.get(&(nwid, member)) {
+            None => Value::Null,
+            Some(st) => json!({
+                "lastRequestTime": st.last_request_ms,
+                "lastPhysicalAddress": st.physical.map(|(p, _)| p.to_string()),
+                "lastPhysicalAddressTime": st.physical.map(|(_, t)| t),
+                "online": Self::status_online(st, now_ms),
+                "lastConfigTime": st.authorized_at_ms,
+                "metadata": st.metadata.as_ref().map(|d| {
+                    d.entries()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                Value::String(String::from_utf8_lossy(v).into_owned()),
+                            )
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                }),
+            }),
+        };
+        Ok(out)
+    }
+
+    /// The admin helpers acting for `actor`, the name the audit log records for each change
+    /// (an operator, a token name…; the helpers on [`Controller`] itself use
+    /// [`DEFAULT_ACTOR`]).
+    pub fn acting_as<'a>(&'a mut self, actor: &'a str) -> Admin<'a, S> {
+        Admin { ctl: self, actor }
+    }
+
+    fn audit(
+        &mut self,
+        now_ms: i64,
+        actor: &str,
+        action: AuditAction,
+        nwid: NetworkId,
+        member: Option<Address>,
+        details: Value,
+    ) -> Result<(), ControllerError> {
+        self.store.append_audit(AuditEntry::new(
+            now_ms, actor, action, nwid, member, details,
+        ))?;
+        self.note_retained(now_ms, self.audit_retention());
+        Ok(())
+    }
+
+    /// Audits a saved member change: creation (plus authorization), authorization transition,
+    /// or other change, naming the changed keys.
+    fn audit_member(
+        &mut self,
+        now_ms: i64,
+        actor: &str,
+        old: Option<&MemberRecord>,
+        new: &MemberRecord,
+    ) -> Result<(), ControllerError> {
+        let (nwid, addr) = (new.nwid, new.id);
+        let Some(old) = old else {
+            let keys = json!({"keys": changed_keys(&MemberRecord::new(nwid, addr, new.creation_time).to_json(), &new.to_json())});
+            self.audit(
+                now_ms,
+                actor,
+                AuditAction::MemberCreated,
+                nwid,
+                Some(addr),
+                keys,
+            )?;
+            if new.authorized {
+                self.audit(
+                    now_ms,
+                    actor,
+                    AuditAction::MemberAuthorized,
+                    nwid,
+                    Some(addr),
+                    json!({"keys": ["authorized"]}),
+                )?;
+            }
+            return Ok(());
+        };
+        let action = match (old.authorized, new.authorized) {
+            (false, true) => AuditAction::MemberAuthorized,
+            (true, false) => AuditAction::MemberDeauthorized,
+            _ => AuditAction::MemberChanged,
+        };
+        let keys = json!({"keys": changed_keys(&old.to_json(), &new.to_json())});
+        self.audit(now_ms, actor, action, nwid, Some(addr), keys)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // admin helpers (what the HTTP API calls; they go through the same change path), as actor
+    // DEFAULT_ACTOR. See `Admin` for the descriptions.
+
+    /// [`Admin::create_network`] as [`DEFAULT_ACTOR`].
+    pub fn create_network(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        record: NetworkRecord,
+        rng: &mut impl RngCore,
+    ) -> Result<NetworkRecord, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .create_network(now_ms, nwid, record, rng)
+    }
+
+    /// [`Admin::delete_network`] as [`DEFAULT_ACTOR`].
+    pub fn delete_network(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        rng: &mut impl RngCore,
+    ) -> Result<Option<NetworkRecord>, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .delete_network(now_ms, nwid, rng)
+    }
+
+    /// [`Admin::upsert_member`] as [`DEFAULT_ACTOR`].
+    pub fn upsert_member(
+        &mut self,
+        now_ms: i64,
+        record: MemberRecord,
+        rng: &mut impl RngCore,
+    ) -> Result<MemberRecord, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .upsert_member(now_ms, record, rng)
+    }
+
+    /// [`Admin::authorize`] as [`DEFAULT_ACTOR`].
+    pub fn authorize(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        authorized: bool,
+        rng: &mut impl RngCore,
+    ) -> Result<MemberRecord, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .authorize(now_ms, nwid, member, authorized, rng)
+    }
+
+    /// [`Admin::delete_member`] as [`DEFAULT_ACTOR`].
+    pub fn delete_member(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        rng: &mut impl RngCore,
+    ) -> Result<Option<MemberRecord>, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .delete_member(now_ms, nwid, member, rng)
+    }
+
+    /// [`Admin::erase_member`] as [`DEFAULT_ACTOR`].
+    pub fn erase_member(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        rng: &mut impl RngCore,
+    ) -> Result<Erasure, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .erase_member(now_ms, nwid, member, rng)
+    }
+}
+
+/// The top-level keys whose values differ between two JSON objects, `revision` excepted,
+/// sorted.
+fn changed_keys(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = o
+        .keys()
+        .chain(n.keys())
+        .filter(|k| *k != "revision" && o.get(*k) != n.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The admin helpers acting for one actor ([`Controller::acting_as`]). Each change goes
+/// through the controller's change path (pushes, revocations) and is recorded in the audit log
+/// (after the change is saved; if writing the entry fails the error is returned and the change
+/// stays).
+#[derive(Debug)]
+pub struct Admin<'a, S: Store> {
+    ctl: &'a mut Controller<S>,
+    actor: &'a str,
+}
+
+impl<S: Store> Admin<'_, S> {
     /// Creates or replaces a network record (forcing `id`/`nwid`); pushes if it changed.
+    /// Audit: `network.created`, or `network.changed` with the changed keys.
     pub fn create_network(
         &mut self,
         now_ms: i64,
@@ -486,33 +841,54 @@ impl<S: Store> Controller<S> {
     ) -> Result<NetworkRecord, ControllerError> {
         record.id = nwid;
         record.nwid = nwid;
-        if let Some(old) = self.store.network(nwid)? {
+        let old = self.ctl.store.network(nwid)?;
+        if let Some(old) = &old {
             record.revision = old.revision;
         }
-        let saved = self.store.put_network(record)?;
+        let saved = self.ctl.store.put_network(record)?;
         if saved.changed {
-            self.network_changed(now_ms, nwid, rng)?;
+            let (action, details) = match &old {
+                None => (AuditAction::NetworkCreated, Value::Null),
+                Some(o) => (
+                    AuditAction::NetworkChanged,
+                    json!({"keys": changed_keys(&o.to_json(), &saved.record.to_json())}),
+                ),
+            };
+            self.ctl
+                .audit(now_ms, self.actor, action, nwid, None, details)?;
+            self.ctl.network_changed(now_ms, nwid, rng)?;
         }
         Ok(saved.record)
     }
 
     /// Deletes a network and its members, revoking them. Returns the deleted record.
+    /// Audit: `network.deleted` with `{"members": count}`.
     pub fn delete_network(
         &mut self,
         now_ms: i64,
         nwid: NetworkId,
         rng: &mut impl RngCore,
     ) -> Result<Option<NetworkRecord>, ControllerError> {
-        let members = self.store.members(nwid)?;
-        let deleted = self.store.delete_network(nwid)?;
+        let members = self.ctl.store.members(nwid)?;
+        let deleted = self.ctl.store.delete_network(nwid)?;
         if deleted.is_some() {
-            self.network_deleted(now_ms, nwid, &members, rng);
+            self.ctl.audit(
+                now_ms,
+                self.actor,
+                AuditAction::NetworkDeleted,
+                nwid,
+                None,
+                json!({"members": members.len()}),
+            )?;
+            self.ctl.network_deleted(now_ms, nwid, &members, rng);
         }
         Ok(deleted)
     }
 
-    /// Creates or replaces a member record (keeping the stored revision); pushes / revokes if it
-    /// changed.
+    /// Creates or replaces a member record (keeping the stored revision); pushes / revokes if
+    /// it changed. Audit: `member.created` (plus `member.authorized` if created authorized),
+    /// `member.authorized` / `member.deauthorized` when `authorized` flipped, else
+    /// `member.changed`; each with the changed keys.
     pub fn upsert_member(
         &mut self,
         now_ms: i64,
@@ -521,18 +897,22 @@ impl<S: Store> Controller<S> {
     ) -> Result<MemberRecord, ControllerError> {
         let (nwid, addr) = (record.nwid, record.id);
         record.address = addr;
-        let old = self.store.member(nwid, addr)?;
+        let old = self.ctl.store.member(nwid, addr)?;
         if let Some(o) = &old {
             record.revision = o.revision;
         }
-        let saved = self.store.put_member(record)?;
+        let saved = self.ctl.store.put_member(record)?;
         if saved.changed {
-            self.member_changed(now_ms, nwid, addr, old.as_ref(), rng)?;
+            self.ctl
+                .audit_member(now_ms, self.actor, old.as_ref(), &saved.record)?;
+            self.ctl
+                .member_changed(now_ms, nwid, addr, old.as_ref(), rng)?;
         }
         Ok(saved.record)
     }
 
-    /// Authorizes or deauthorizes a member the way the API does (creating it if needed).
+    /// Authorizes or deauthorizes a member the way the API does (creating it if needed), as
+    /// one atomic read-modify-write of the store. Audited like [`Self::upsert_member`].
     pub fn authorize(
         &mut self,
         now_ms: i64,
@@ -541,15 +921,28 @@ impl<S: Store> Controller<S> {
         authorized: bool,
         rng: &mut impl RngCore,
     ) -> Result<MemberRecord, ControllerError> {
-        let mut m = self
+        let mut old = None;
+        let saved = self
+            .ctl
             .store
-            .member(nwid, member)?
-            .unwrap_or_else(|| MemberRecord::new(nwid, member, now_ms));
-        m.set_authorized_by_api(authorized, now_ms);
-        self.upsert_member(now_ms, m, rng)
+            .update_member(nwid, member, &mut |stored| {
+                old.clone_from(&stored);
+                let mut m = stored.unwrap_or_else(|| MemberRecord::new(nwid, member, now_ms));
+                m.set_authorized_by_api(authorized, now_ms);
+                Some(m)
+            })?
+            .expect("the update always writes");
+        if saved.changed {
+            self.ctl
+                .audit_member(now_ms, self.actor, old.as_ref(), &saved.record)?;
+            self.ctl
+                .member_changed(now_ms, nwid, member, old.as_ref(), rng)?;
+        }
+        Ok(saved.record)
     }
 
     /// Deletes a member (revoking it if it was authorized). Returns the deleted record.
+    /// Audit: `member.deleted`.
     pub fn delete_member(
         &mut self,
         now_ms: i64,
@@ -557,10 +950,553 @@ impl<S: Store> Controller<S> {
         member: Address,
         rng: &mut impl RngCore,
     ) -> Result<Option<MemberRecord>, ControllerError> {
-        let old = self.store.delete_member(nwid, member)?;
+        let old = self.ctl.store.delete_member(nwid, member)?;
         if let Some(o) = &old {
-            self.member_changed(now_ms, nwid, member, Some(o), rng)?;
+            self.ctl.audit(
+                now_ms,
+                self.actor,
+                AuditAction::MemberDeleted,
+                nwid,
+                Some(member),
+                Value::Null,
+            )?;
+            self.ctl
+                .member_changed(now_ms, nwid, member, Some(o), rng)?;
         }
         Ok(old)
+    }
+
+    /// Erases every trace of a member (the right to erasure): revokes it if it was authorized
+    /// (as deletion does), forgets its in-memory status and scheduled checks, deletes its
+    /// record and recorded physical addresses and turns its audit entries into tombstones
+    /// ([`Store::erase_member`]). Audit: `member.erased`, naming the network only.
+    pub fn erase_member(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        rng: &mut impl RngCore,
+    ) -> Result<Erasure, ControllerError> {
+        let old = self.ctl.store.member(nwid, member)?;
+        if old.as_ref().is_some_and(|m| m.authorized) {
+            self.ctl.revoke(now_ms, nwid, member, rng);
+        }
+        let erasure = self.ctl.store.erase_member(nwid, member)?;
+        self.ctl.status.remove(&(nwid, member));
+        self.ctl
+            .sso_checks
+            .retain(|(_, n, a)| !(*n == nwid && *a == member));
+        self.ctl.audit(
+            now_ms,
+            self.actor,
+            AuditAction::MemberErased,
+            nwid,
+            None,
+            Value::Null,
+        )?;
+        Ok(erasure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::store::MemoryStore;
+    #[cfg(feature = "sqlite")]
+    use crate::store::sqlite::SqliteStore;
+
+    /// Controller and two members (generation is slow: once per test binary).
+    fn identities() -> &'static [Identity; 3] {
+        static IDS: OnceLock<[Identity; 3]> = OnceLock::new();
+        IDS.get_or_init(|| {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            [(); 3].map(|_| Identity::generate(&mut rng))
+        })
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(1)
+    }
+
+    const DAY: i64 = DAY_MS;
+
+    struct Fixture<S: Store> {
+        c: Controller<S>,
+        nwid: NetworkId,
+        a: Identity,
+        b: Identity,
+    }
+
+    fn fixture<S: Store>(store: S, config: ControllerConfig) -> Fixture<S> {
+        let [ctl, a, b] = identities().clone();
+        let nwid = NetworkId((ctl.address().to_u64() << 24) | 1);
+        let mut c = Controller::with_config(ctl, store, config).unwrap();
+        let mut n = NetworkRecord::new(nwid, 0);
+        n.private = false; // members are authorized on their first request
+        c.acting_as("setup")
+            .create_network(0, nwid, n, &mut rng())
+            .unwrap();
+        Fixture {
+            c,
+            nwid,
+            a: a.to_public(),
+            b: b.to_public(),
+        }
+    }
+
+    fn metadata() -> Dictionary {
+        let mut d = Dictionary::new();
+        d.add_u64("majv", 1).unwrap();
+        d.add_u64("minv", 14).unwrap();
+        d.add("o", b"linux").unwrap();
+        d
+    }
+
+    fn sock(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn request<S: Store>(f: &mut Fixture<S>, who: &Identity, now: i64, physical: &str) {
+        let (nwid, md) = (f.nwid, metadata());
+        f.c.handle_request(now, nwid, who, &md, 7, Some(sock(physical)), &mut rng())
+            .unwrap();
+        while f.c.poll_output().is_some() {}
+    }
+
+    fn memory_store() -> MemoryStore {
+        MemoryStore::new()
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("ctl.db")).unwrap();
+        (dir, s)
+    }
+
+    /// Runs `case` on a MemoryStore and on a SqliteStore.
+    fn on_both(case: fn(&mut dyn FnMut() -> Box<dyn Store>)) {
+        case(&mut || Box::new(memory_store()));
+        #[cfg(feature = "sqlite")]
+        {
+            let mut dirs = Vec::new();
+            case(&mut || {
+                let (d, s) = sqlite_store();
+                dirs.push(d);
+                Box::new(s)
+            });
+        }
+    }
+
+    fn actions(c: &Controller<Box<dyn Store>>) -> Vec<(String, Option<String>, Value)> {
+        c.store()
+            .audit_log(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    format!("{}:{}", e.actor, e.action.as_str()),
+                    e.member.map(|m| m.to_string()),
+                    e.details,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn physical_addresses_stay_in_memory_by_default() {
+        on_both(|fresh| {
+            let mut f = fixture(fresh(), ControllerConfig::default());
+            let a = f.a.clone();
+            // the audit entry of the network creation (t = 0) expires after a year
+            assert_eq!(f.c.poll_timeout(), Some(365 * DAY));
+            request(&mut f, &a, 10_000, "192.0.2.1:9993");
+            let nwid = f.nwid;
+            assert!(f.c.is_online(nwid, a.address(), 10_000));
+            assert!(
+                f.c.store()
+                    .physical_addresses(nwid, a.address())
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(f.c.store().oldest_physical_address_ms().unwrap(), None);
+            let x = f.c.export_member(nwid, a.address(), 10_000).unwrap();
+            assert_eq!(x["physicalAddresses"], json!([]));
+            assert_eq!(x["memory"]["lastPhysicalAddress"], "192.0.2.1:9993");
+            // the in-memory address is forgotten after the retention window (30 days)
+            assert_eq!(f.c.poll_timeout(), Some(10_000 + 30 * DAY));
+            f.c.handle_timeout(10_000 + 30 * DAY - 1, &mut rng())
+                .unwrap();
+            let x = f.c.export_member(nwid, a.address(), 0).unwrap();
+            assert_eq!(x["memory"]["lastPhysicalAddress"], "192.0.2.1:9993");
+            f.c.handle_timeout(10_000 + 30 * DAY, &mut rng()).unwrap();
+            let x = f.c.export_member(nwid, a.address(), 0).unwrap();
+            assert_eq!(x["memory"]["lastPhysicalAddress"], Value::Null);
+            assert_eq!(x["memory"]["lastRequestTime"], 10_000);
+            assert_eq!(f.c.poll_timeout(), Some(365 * DAY));
+        });
+    }
+
+    #[test]
+    fn recorded_physical_addresses_expire_with_a_fake_clock() {
+        on_both(|fresh| {
+            let config = ControllerConfig {
+                record_physical_addresses: true,
+                physical_address_retention_ms: 5_000,
+                ..ControllerConfig::default()
+            };
+            let mut f = fixture(fresh(), config);
+            let (a, b, nwid) = (f.a.clone(), f.b.clone(), f.nwid);
+            request(&mut f, &a, 10_000, "192.0.2.1:9993");
+            request(&mut f, &a, 12_000, "[2001:db8::1]:9993");
+            request(&mut f, &a, 12_500, "[2001:db8::1]:9993"); // rate-limited: not seen
+            request(&mut f, &b, 13_000, "198.51.100.2:1234");
+            let seen = |f: &Fixture<Box<dyn Store>>, who: &Identity| {
+                f.c.store()
+                    .physical_addresses(nwid, who.address())
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.physical.to_string(), r.first_seen_ms, r.last_seen_ms))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                seen(&f, &a),
+                [
+                    ("192.0.2.1:9993".to_string(), 10_000, 10_000),
+                    ("[2001:db8::1]:9993".to_string(), 12_000, 12_000)
+                ]
+            );
+            assert_eq!(f.c.poll_timeout(), Some(15_000));
+            f.c.handle_timeout(14_999, &mut rng()).unwrap();
+            assert_eq!(seen(&f, &a).len(), 2);
+            f.c.handle_timeout(15_000, &mut rng()).unwrap();
+            assert_eq!(seen(&f, &a).len(), 1, "10 000 + 5 000 reached");
+            assert_eq!(f.c.poll_timeout(), Some(17_000));
+            // a request refreshes last-seen, which pushes the expiry back
+            request(&mut f, &b, 16_000, "198.51.100.2:1234");
+            assert_eq!(
+                seen(&f, &b),
+                [("198.51.100.2:1234".to_string(), 13_000, 16_000)]
+            );
+            f.c.handle_timeout(18_000, &mut rng()).unwrap();
+            assert!(seen(&f, &a).is_empty());
+            assert_eq!(seen(&f, &b).len(), 1);
+            assert_eq!(f.c.poll_timeout(), Some(21_000));
+            f.c.handle_timeout(21_000, &mut rng()).unwrap();
+            assert!(seen(&f, &b).is_empty());
+            // only the audit entry of the network creation is left to expire
+            assert_eq!(f.c.poll_timeout(), Some(365 * DAY));
+        });
+    }
+
+    #[test]
+    fn only_the_members_own_requests_are_recorded() {
+        on_both(|fresh| {
+            let config = ControllerConfig {
+                record_physical_addresses: true,
+                ..ControllerConfig::default()
+            };
+            let mut f = fixture(fresh(), config);
+            let (a, b, nwid) = (f.a.clone(), f.b.clone(), f.nwid);
+            // a network we do not have
+            let md = metadata();
+            let unknown = NetworkId(nwid.0 + 1);
+            f.c.handle_request(
+                1_000,
+                unknown,
+                &a,
+                &md,
+                7,
+                Some(sock("192.0.2.9:1")),
+                &mut rng(),
+            )
+            .unwrap();
+            assert!(
+                f.c.store()
+                    .physical_addresses(unknown, a.address())
+                    .unwrap()
+                    .is_empty()
+            );
+            // an impostor presenting b's address with a's key (identity pinned to b's)
+            request(&mut f, &b, 2_000, "198.51.100.2:1234");
+            let forged: Identity = {
+                let text = a.to_string();
+                let key = text.split_once(':').unwrap().1;
+                format!("{}:{key}", b.address()).parse().unwrap()
+            };
+            f.c.handle_request(
+                5_000,
+                nwid,
+                &forged,
+                &md,
+                8,
+                Some(sock("203.0.113.66:6")),
+                &mut rng(),
+            )
+            .unwrap();
+            let got = f.c.store().physical_addresses(nwid, b.address()).unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].physical, sock("198.51.100.2:1234"));
+            // relayed requests (no physical address) record nothing
+            f.c.handle_request(9_000, nwid, &a, &md, 9, None, &mut rng())
+                .unwrap();
+            assert!(
+                f.c.store()
+                    .physical_addresses(nwid, a.address())
+                    .unwrap()
+                    .is_empty()
+            );
+        });
+    }
+
+    #[test]
+    fn admin_changes_are_audited() {
+        on_both(|fresh| {
+            let mut f = fixture(fresh(), ControllerConfig::default());
+            let (nwid, m) = (f.nwid, "0a33989140".parse::<Address>().unwrap());
+            let mut r = rng();
+            let c = &mut f.c;
+            // unchanged saves are not audited
+            let same = c.store().network(nwid).unwrap().unwrap();
+            c.acting_as("alice")
+                .create_network(1, nwid, same.clone(), &mut r)
+                .unwrap();
+            let mut renamed = same;
+            renamed.name = "lab".into();
+            renamed.mtu = 1400;
+            c.acting_as("alice")
+                .create_network(2, nwid, renamed, &mut r)
+                .unwrap();
+            c.acting_as("bob")
+                .authorize(3, nwid, m, true, &mut r)
+                .unwrap();
+            c.acting_as("bob")
+                .authorize(4, nwid, m, true, &mut r)
+                .unwrap(); // no change
+            let mut rec = c.store().member(nwid, m).unwrap().unwrap();
+            rec.name = Some("laptop".into());
+            c.upsert_member(5, rec, &mut r).unwrap();
+            c.authorize(6, nwid, m, false, &mut r).unwrap();
+            c.delete_member(7, nwid, m, &mut r).unwrap();
+            c.delete_member(8, nwid, m, &mut r).unwrap(); // nothing to delete
+            let mut created = MemberRecord::new(nwid, m, 9);
+            created.authorized = true;
+            c.acting_as("carol")
+                .upsert_member(9, created, &mut r)
+                .unwrap();
+            c.acting_as("carol")
+                .delete_network(10, nwid, &mut r)
+                .unwrap();
+            let addr = Some(m.to_string());
+            assert_eq!(
+                actions(c),
+                [
+                    ("setup:network.created".into(), None, Value::Null),
+                    (
+                        "alice:network.changed".into(),
+                        None,
+                        json!({"keys": ["mtu", "name"]})
+                    ),
+                    (
+                        "bob:member.created".into(),
+                        addr.clone(),
+                        json!({"keys": ["authorized", "lastAuthorizedCredentialType", "lastAuthorizedTime"]})
+                    ),
+                    (
+                        "bob:member.authorized".into(),
+                        addr.clone(),
+                        json!({"keys": ["authorized"]})
+                    ),
+                    (
+                        "api:member.changed".into(),
+                        addr.clone(),
+                        json!({"keys": ["name"]})
+                    ),
+                    (
+                        "api:member.deauthorized".into(),
+                        addr.clone(),
+                        json!({"keys": ["authorized", "lastDeauthorizedTime"]})
+                    ),
+                    ("api:member.deleted".into(), addr.clone(), Value::Null),
+                    (
+                        "carol:member.created".into(),
+                        addr.clone(),
+                        json!({"keys": ["authorized"]})
+                    ),
+                    (
+                        "carol:member.authorized".into(),
+                        addr.clone(),
+                        json!({"keys": ["authorized"]})
+                    ),
+                    ("carol:network.deleted".into(), None, json!({"members": 1})),
+                ]
+            );
+            let times: Vec<i64> = c
+                .store()
+                .audit_log(0, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.time_ms)
+                .collect();
+            assert_eq!(times, [0, 2, 3, 3, 5, 6, 7, 9, 9, 10]);
+        });
+    }
+
+    #[test]
+    fn audit_entries_expire_with_a_fake_clock() {
+        on_both(|fresh| {
+            let config = ControllerConfig {
+                audit_retention_ms: 100,
+                ..ControllerConfig::default()
+            };
+            let mut f = fixture(fresh(), config);
+            let (nwid, m) = (f.nwid, "0a33989140".parse::<Address>().unwrap());
+            f.c.authorize(50, nwid, m, true, &mut rng()).unwrap();
+            assert_eq!(f.c.poll_timeout(), Some(100));
+            f.c.handle_timeout(99, &mut rng()).unwrap();
+            assert_eq!(f.c.store().audit_log(0, 10).unwrap().len(), 3);
+            f.c.handle_timeout(100, &mut rng()).unwrap();
+            assert_eq!(f.c.store().audit_log(0, 10).unwrap().len(), 2);
+            assert_eq!(f.c.poll_timeout(), Some(150));
+            // a longer window set later applies to what is left
+            let mut longer = *f.c.config();
+            longer.audit_retention_ms = 1_000;
+            f.c.set_config(longer).unwrap();
+            assert_eq!(f.c.poll_timeout(), Some(1_050));
+            f.c.handle_timeout(1_050, &mut rng()).unwrap();
+            assert!(f.c.store().audit_log(0, 10).unwrap().is_empty());
+            assert_eq!(f.c.poll_timeout(), None);
+        });
+    }
+
+    #[test]
+    fn export_holds_everything_about_the_member() {
+        on_both(|fresh| {
+            let config = ControllerConfig {
+                record_physical_addresses: true,
+                ..ControllerConfig::default()
+            };
+            let mut f = fixture(fresh(), config);
+            let (a, b, nwid) = (f.a.clone(), f.b.clone(), f.nwid);
+            request(&mut f, &a, 10_000, "192.0.2.1:9993");
+            request(&mut f, &b, 10_000, "192.0.2.2:9993");
+            let mut rec = f.c.store().member(nwid, a.address()).unwrap().unwrap();
+            rec.name = Some("laptop".into());
+            f.c.acting_as("alice")
+                .upsert_member(11_000, rec, &mut rng())
+                .unwrap();
+            let x = f.c.export_member(nwid, a.address(), 11_000).unwrap();
+            assert_eq!(x["address"], a.address().to_string());
+            assert_eq!(x["member"]["name"], "laptop");
+            assert_eq!(x["member"]["identity"], a.to_string());
+            assert_eq!(x["member"]["authorized"], true);
+            assert_eq!(
+                x["physicalAddresses"],
+                json!([{"physical": "192.0.2.1:9993", "firstSeen": 10_000, "lastSeen": 10_000}])
+            );
+            let audit = x["audit"].as_array().unwrap();
+            assert_eq!(audit.len(), 1);
+            assert_eq!(audit[0]["action"], "member.changed");
+            assert_eq!(audit[0]["actor"], "alice");
+            assert_eq!(x["memory"]["online"], true);
+            assert_eq!(x["memory"]["lastRequestTime"], 10_000);
+            assert_eq!(x["memory"]["lastPhysicalAddress"], "192.0.2.1:9993");
+            assert_eq!(x["memory"]["metadata"]["o"], "linux");
+            assert!(!x.to_string().contains(&b.address().to_string()), "{x}");
+            assert!(!x.to_string().contains("192.0.2.2"), "{x}");
+        });
+    }
+
+    #[test]
+    fn erase_leaves_only_tombstones() {
+        on_both(|fresh| {
+            let config = ControllerConfig {
+                record_physical_addresses: true,
+                ..ControllerConfig::default()
+            };
+            let mut f = fixture(fresh(), config);
+            let (a, b, nwid) = (f.a.clone(), f.b.clone(), f.nwid);
+            let aa = a.address();
+            request(&mut f, &a, 10_000, "192.0.2.1:9993");
+            request(&mut f, &b, 10_000, "192.0.2.2:9993");
+            f.c.acting_as("alice")
+                .authorize(10_500, nwid, aa, false, &mut rng())
+                .unwrap();
+            // (the push after deauthorizing re-authorizes it: the network is public)
+            let mut rec = f.c.store().member(nwid, aa).unwrap().unwrap();
+            rec.name = Some("laptop".into());
+            f.c.acting_as("alice")
+                .upsert_member(10_600, rec, &mut rng())
+                .unwrap();
+            while f.c.poll_output().is_some() {}
+            let before = f.c.store().audit_log(0, 100).unwrap();
+            let erasure =
+                f.c.acting_as("dpo")
+                    .erase_member(11_000, nwid, aa, &mut rng())
+                    .unwrap();
+            assert_eq!(
+                erasure,
+                Erasure {
+                    member: true,
+                    physical_addresses: 1,
+                    audit_entries: 2
+                }
+            );
+            // it was authorized: its COM is revoked on the online members (b and itself)
+            let mut to: Vec<Address> = std::iter::from_fn(|| f.c.poll_output())
+                .filter_map(|o| match o {
+                    ControllerOutput::Credentials { to, .. } => Some(to),
+                    _ => None,
+                })
+                .collect();
+            to.sort();
+            let mut want = vec![aa, b.address()];
+            want.sort();
+            assert_eq!(to, want);
+            // nothing about it is left: store, memory, export
+            assert!(!f.c.is_online(nwid, aa, 11_000));
+            assert!(!f.c.authorized_recently(nwid, aa, 11_000));
+            let x = f.c.export_member(nwid, aa, 11_000).unwrap();
+            assert_eq!(x["member"], Value::Null);
+            assert_eq!(x["physicalAddresses"], json!([]));
+            assert_eq!(x["audit"], json!([]));
+            assert_eq!(x["memory"], Value::Null);
+            let log = f.c.store().audit_log(0, 100).unwrap();
+            let text =
+                serde_json::to_string(&log.iter().map(AuditEntry::to_json).collect::<Vec<_>>())
+                    .unwrap();
+            assert!(!text.contains(&aa.to_string()), "{text}");
+            assert_eq!(log.len(), before.len() + 1);
+            for (old, new) in before.iter().zip(&log) {
+                if old.member == Some(aa) {
+                    assert_eq!(new, &old.clone().tombstone());
+                } else {
+                    assert_eq!(new, old);
+                }
+            }
+            let last = log.last().unwrap();
+            assert_eq!(
+                (last.actor.as_str(), last.action, last.member, last.nwid),
+                ("dpo", AuditAction::MemberErased, None, nwid)
+            );
+            // b is untouched
+            assert!(f.c.is_online(nwid, b.address(), 11_000));
+            assert_eq!(
+                f.c.store()
+                    .physical_addresses(nwid, b.address())
+                    .unwrap()
+                    .len(),
+                1
+            );
+            // it comes back as a new member only by requesting again
+            request(&mut f, &a, 20_000, "192.0.2.1:9993");
+            let m = f.c.store().member(nwid, aa).unwrap().unwrap();
+            assert_eq!(m.creation_time, 20_000);
+        });
     }
 }

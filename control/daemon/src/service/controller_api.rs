@@ -346,12 +346,24 @@ impl<R: RngCore> Ctl<R> {
                     "meta": {"authorizedCount": authorized, "totalCount": members.len()},
                 }))
             }
-            ControllerRequest::ExportMember(nwid, a) | ControllerRequest::EraseMember(nwid, a) => {
-                self.member(nwid, a)?.ok_or_else(not_found)?;
-                CtlAnswer::error(
-                    501,
-                    "not available: this controller store cannot export or erase members yet",
-                )
+            // everything held about a member (record, physical addresses, audit, in-memory
+            // status), even after it was deleted
+            ControllerRequest::ExportMember(nwid, a) => CtlAnswer::ok(
+                self.ctl
+                    .export_member(nwid, a, now)
+                    .map_err(|e| server(&e))?,
+            ),
+            // record, physical addresses and audit details removed (revoked if authorized)
+            ControllerRequest::EraseMember(nwid, a) => {
+                let e = self
+                    .ctl
+                    .erase_member(now, nwid, a, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(json!({
+                    "auditEntries": e.audit_entries,
+                    "member": e.member,
+                    "physicalAddresses": e.physical_addresses,
+                }))
             }
         })
     }

@@ -3,10 +3,16 @@
 //!
 //! [`FileStore`] is a [`Store`] over a [`MemoryStore`]: reads come from memory; a `put_*` that
 //! changes a record writes its file first and updates memory only when the write succeeded.
+//! Recorded physical addresses and the audit log live in memory only (the 1.14 layout has no
+//! place for them): they are lost on restart.
 
 use std::path::{Path, PathBuf};
 
-use weft_controller::store::apply_revision;
+use std::net::SocketAddr;
+
+use weft_controller::store::{
+    AuditEntry, Erasure, MemberUpdate, PhysicalAddressRecord, apply_revision,
+};
 use weft_controller::{MemberRecord, MemoryStore, NetworkRecord, Saved, Store, StoreError};
 use weft_wire::{Address, NetworkId};
 
@@ -195,11 +201,90 @@ impl Store for FileStore {
         remove(&self.member_dir(nwid).join(format!("{address}.json")))?;
         self.mem.delete_member(nwid, address)
     }
+
+    fn update_member(
+        &mut self,
+        nwid: NetworkId,
+        address: Address,
+        update: &mut MemberUpdate<'_>,
+    ) -> Result<Option<Saved<MemberRecord>>, StoreError> {
+        // one process owns the folder, so read-modify-write is already serialized
+        match update(self.mem.member(nwid, address)?) {
+            Some(r) => self.put_member(r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn record_physical_address(
+        &mut self,
+        nwid: NetworkId,
+        member: Address,
+        physical: SocketAddr,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.mem
+            .record_physical_address(nwid, member, physical, now_ms)
+    }
+
+    fn physical_addresses(
+        &self,
+        nwid: NetworkId,
+        member: Address,
+    ) -> Result<Vec<PhysicalAddressRecord>, StoreError> {
+        self.mem.physical_addresses(nwid, member)
+    }
+
+    fn purge_physical_addresses(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        self.mem.purge_physical_addresses(cutoff_ms)
+    }
+
+    fn oldest_physical_address_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.mem.oldest_physical_address_ms()
+    }
+
+    fn append_audit(&mut self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        self.mem.append_audit(entry)
+    }
+
+    fn audit_log(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.mem.audit_log(after_seq, limit)
+    }
+
+    fn member_audit(
+        &self,
+        nwid: NetworkId,
+        member: Address,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.mem.member_audit(nwid, member)
+    }
+
+    fn purge_audit(&mut self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        self.mem.purge_audit(cutoff_ms)
+    }
+
+    fn oldest_audit_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.mem.oldest_audit_ms()
+    }
+
+    fn erase_member(&mut self, nwid: NetworkId, member: Address) -> Result<Erasure, StoreError> {
+        remove(&self.member_dir(nwid).join(format!("{member}.json")))?;
+        self.mem.erase_member(nwid, member)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The controller crate's generic store suite, on a fresh folder per case.
+    #[test]
+    fn store_suite() {
+        let n = weft_controller::store::testsuite::run(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            FileStore::open(&dir.join("controller.d")).unwrap()
+        });
+        assert_eq!(n, weft_controller::store::testsuite::CASES.len());
+    }
 
     const NWID: NetworkId = NetworkId(0x9cbc6fc098000001);
 

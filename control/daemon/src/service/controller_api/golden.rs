@@ -417,15 +417,19 @@ async fn golden_members() {
         v["data"][0]["meta"],
         json!({"authorizedMemberCount": 1, "totalMemberCount": 2})
     );
-    // export/erase: the file store has no such operations
+    // export: everything held about a member; erase: gone, with the counts of what went
+    let u = format!("/unstable/controller/network/{id}/member/0011223344");
+    let (code, v) = h.get(&format!("{u}/export")).await;
+    assert_eq!(code, 200);
+    assert_eq!(v["member"]["id"], "0011223344");
     assert_eq!(
-        h.get(&format!(
-            "/unstable/controller/network/{id}/member/0011223344/export"
-        ))
-        .await
-        .0,
-        501
+        (v["nwid"].as_str(), v["address"].as_str()),
+        (Some(id.as_str()), Some("0011223344"))
     );
+    let (code, v) = h.post(&format!("{u}/erase"), "{}").await;
+    assert_eq!((code, v["member"].clone()), (200, json!(true)));
+    assert_eq!(h.get(&format!("{m}/0011223344")).await, (404, Value::Null));
+    assert_eq!(h.get(&format!("{u}/export")).await.1["member"], Value::Null);
     h.check("members");
 }
 

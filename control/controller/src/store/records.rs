@@ -1,5 +1,5 @@
-//! Controller records (the JSON objects of the HTTP API and the file database) and the storage
-//! trait. spec: controller.md §7.2, §7.3, §8.3
+//! The record types: network and member objects as the HTTP API and the file database hold them.
+//! spec: controller.md §7.2, §7.3
 //!
 //! The record types serialize to exactly the reference JSON shapes, quirks included (`dns`
 //! defaults to `[]`, `authTokens` to `[null]`, `vMajor`… to −1). Struct fields are declared in
@@ -16,183 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_wire::{Address, NetworkId};
 
+use super::Revisioned;
+
 /// Default MTU of a network. spec: controller.md §4.1
 pub const DEFAULT_MTU: u32 = 2800;
 /// Default multicast limit. spec: controller.md §4.1
 pub const DEFAULT_MULTICAST_LIMIT: u32 = 32;
-
-/// Errors from a storage back-end.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The back-end cannot be reached or failed (database error, I/O error).
-    #[error("storage back-end failed: {reason}")]
-    Backend {
-        /// What went wrong, as the back-end reports it.
-        reason: String,
-    },
-    /// A stored record could not be decoded.
-    #[error("stored {what} is corrupt: {reason}")]
-    Corrupt {
-        /// Which record (e.g. `member 9cbc6fc0984c4142/f6372234a7`).
-        what: String,
-        /// The decoding error.
-        reason: String,
-    },
-}
-
-/// What a `put_*` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Saved<T> {
-    /// The record as stored now (with its revision).
-    pub record: T,
-    /// Whether anything changed (a new record, or a difference other than `revision`).
-    pub changed: bool,
-}
-
-/// Storage of networks and members. Implementations: [`MemoryStore`] (tests, embedded use);
-/// SQLite and PostgreSQL later.
-///
-/// `put_*` must follow §8.3: compare the new record with the stored one ignoring `revision`; if
-/// identical, change nothing and report `changed: false`; otherwise store it with
-/// `revision = record.revision + 1`. [`apply_revision`] implements that rule for back-ends.
-pub trait Store {
-    /// The network record, if it exists.
-    fn network(&self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError>;
-    /// Every network ID, ascending.
-    fn networks(&self) -> Result<Vec<NetworkId>, StoreError>;
-    /// Creates or updates a network (revision rule above).
-    fn put_network(&mut self, record: NetworkRecord) -> Result<Saved<NetworkRecord>, StoreError>;
-    /// Deletes a network and all its members; returns the deleted network record.
-    fn delete_network(&mut self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError>;
-    /// The member record, if it exists.
-    fn member(&self, nwid: NetworkId, address: Address)
-    -> Result<Option<MemberRecord>, StoreError>;
-    /// Every member of a network, ascending by address.
-    fn members(&self, nwid: NetworkId) -> Result<Vec<MemberRecord>, StoreError>;
-    /// Creates or updates a member (revision rule above). The member's network need not exist.
-    fn put_member(&mut self, record: MemberRecord) -> Result<Saved<MemberRecord>, StoreError>;
-    /// Deletes a member; returns the deleted record.
-    fn delete_member(
-        &mut self,
-        nwid: NetworkId,
-        address: Address,
-    ) -> Result<Option<MemberRecord>, StoreError>;
-}
-
-/// A record with a revision counter (the §8.3 save rule).
-pub trait Revisioned: Clone + PartialEq {
-    /// The revision.
-    fn revision(&self) -> u64;
-    /// Sets the revision.
-    fn set_revision(&mut self, revision: u64);
-}
-
-/// Applies the §8.3 save rule to `new` given the stored record: returns `None` when nothing but
-/// the revision differs (nothing to store), otherwise the record to store, with
-/// `revision = new.revision + 1`. spec: controller.md §8.3
-pub fn apply_revision<T: Revisioned>(stored: Option<&T>, new: T) -> Option<T> {
-    if let Some(old) = stored {
-        let mut cmp = new.clone();
-        cmp.set_revision(old.revision());
-        if &cmp == old {
-            return None;
-        }
-    }
-    let mut out = new;
-    out.set_revision(out.revision().saturating_add(1));
-    Some(out)
-}
-
-/// Everything in memory: networks and members in ordered maps.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryStore {
-    networks: BTreeMap<NetworkId, NetworkRecord>,
-    members: BTreeMap<(NetworkId, Address), MemberRecord>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Inserts a network exactly as given (revision untouched), as loading a database at
-    /// startup does. spec: controller.md §8.2
-    pub fn load_network(&mut self, record: NetworkRecord) {
-        self.networks.insert(record.id, record);
-    }
-
-    /// Inserts a member exactly as given (revision untouched). spec: controller.md §8.2
-    pub fn load_member(&mut self, record: MemberRecord) {
-        self.members.insert((record.nwid, record.id), record);
-    }
-}
-
-fn put<K: Ord, T: Revisioned>(map: &mut BTreeMap<K, T>, key: K, record: T) -> Saved<T> {
-    match apply_revision(map.get(&key), record) {
-        Some(r) => {
-            map.insert(key, r.clone());
-            Saved {
-                record: r,
-                changed: true,
-            }
-        }
-        None => Saved {
-            // the key was present (apply_revision returns None only then)
-            record: map.get(&key).cloned().expect("present when unchanged"),
-            changed: false,
-        },
-    }
-}
-
-impl Store for MemoryStore {
-    fn network(&self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError> {
-        Ok(self.networks.get(&nwid).cloned())
-    }
-
-    fn networks(&self) -> Result<Vec<NetworkId>, StoreError> {
-        Ok(self.networks.keys().copied().collect())
-    }
-
-    fn put_network(&mut self, record: NetworkRecord) -> Result<Saved<NetworkRecord>, StoreError> {
-        Ok(put(&mut self.networks, record.id, record))
-    }
-
-    fn delete_network(&mut self, nwid: NetworkId) -> Result<Option<NetworkRecord>, StoreError> {
-        self.members.retain(|(n, _), _| *n != nwid);
-        Ok(self.networks.remove(&nwid))
-    }
-
-    fn member(
-        &self,
-        nwid: NetworkId,
-        address: Address,
-    ) -> Result<Option<MemberRecord>, StoreError> {
-        Ok(self.members.get(&(nwid, address)).cloned())
-    }
-
-    fn members(&self, nwid: NetworkId) -> Result<Vec<MemberRecord>, StoreError> {
-        Ok(self
-            .members
-            .range((nwid, Address::default())..)
-            .take_while(|((n, _), _)| *n == nwid)
-            .map(|(_, m)| m.clone())
-            .collect())
-    }
-
-    fn put_member(&mut self, record: MemberRecord) -> Result<Saved<MemberRecord>, StoreError> {
-        Ok(put(&mut self.members, (record.nwid, record.id), record))
-    }
-
-    fn delete_member(
-        &mut self,
-        nwid: NetworkId,
-        address: Address,
-    ) -> Result<Option<MemberRecord>, StoreError> {
-        Ok(self.members.remove(&(nwid, address)))
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Network record. spec: controller.md §7.2
@@ -683,7 +512,7 @@ impl Revisioned for MemberRecord {
 // ---------------------------------------------------------------------------------------------
 // serde helpers
 
-mod nwid_hex {
+pub(crate) mod nwid_hex {
     use super::*;
     pub fn serialize<S: Serializer>(n: &NetworkId, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&n.to_string())
@@ -699,7 +528,7 @@ mod nwid_hex {
     }
 }
 
-mod address_hex {
+pub(crate) mod address_hex {
     use super::*;
     pub fn serialize<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&a.to_string())
@@ -715,7 +544,7 @@ mod address_hex {
     }
 }
 
-mod opt_address_hex {
+pub(crate) mod opt_address_hex {
     use super::*;
     pub fn serialize<S: Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
         match a {
@@ -735,6 +564,7 @@ mod opt_address_hex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{MemoryStore, Store};
 
     const NWID: NetworkId = NetworkId(0x7c55a8da82c90312);
 
@@ -828,71 +658,6 @@ mod tests {
         assert!(!t.allows("b", 1000));
         assert!(!t.allows("c", 0));
         assert!(!AuthTokens(None).allows("a", 0));
-    }
-
-    #[test]
-    fn revision_bumps_only_on_change() {
-        let mut store = MemoryStore::new();
-        let m = MemberRecord::new(NWID, addr("0a33989140"), 5);
-        let first = store.put_member(m.clone()).unwrap();
-        assert!(first.changed);
-        assert_eq!(first.record.revision, 1);
-        // the same content again (any revision) changes nothing
-        let again = store.put_member(first.record.clone()).unwrap();
-        assert!(!again.changed);
-        assert_eq!(again.record.revision, 1);
-        let mut stale = first.record.clone();
-        stale.revision = 0;
-        assert!(!store.put_member(stale).unwrap().changed);
-        // a real change bumps
-        let mut c = first.record.clone();
-        c.authorized = true;
-        let second = store.put_member(c).unwrap();
-        assert!(second.changed);
-        assert_eq!(second.record.revision, 2);
-        assert_eq!(
-            store.member(NWID, addr("0a33989140")).unwrap(),
-            Some(second.record)
-        );
-    }
-
-    #[test]
-    fn members_listed_per_network_and_deleted_with_it() {
-        let mut store = MemoryStore::new();
-        let other = NetworkId(0x7c55a8da82000001);
-        store.put_network(NetworkRecord::new(NWID, 0)).unwrap();
-        store.put_network(NetworkRecord::new(other, 0)).unwrap();
-        for a in ["0a33989140", "7c55a8da82", "0011223344"] {
-            store
-                .put_member(MemberRecord::new(NWID, addr(a), 0))
-                .unwrap();
-        }
-        store
-            .put_member(MemberRecord::new(other, addr("0a33989140"), 0))
-            .unwrap();
-        let list: Vec<String> = store
-            .members(NWID)
-            .unwrap()
-            .iter()
-            .map(|m| m.address.to_string())
-            .collect();
-        assert_eq!(list, ["0011223344", "0a33989140", "7c55a8da82"]);
-        assert_eq!(store.networks().unwrap(), vec![other, NWID]);
-        assert!(store.delete_network(NWID).unwrap().is_some());
-        assert!(store.members(NWID).unwrap().is_empty());
-        assert_eq!(store.members(other).unwrap().len(), 1);
-        assert!(
-            store
-                .delete_member(other, addr("0a33989140"))
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            store
-                .delete_member(other, addr("0a33989140"))
-                .unwrap()
-                .is_none()
-        );
     }
 
     #[test]
