@@ -92,13 +92,15 @@ pub(crate) enum ClientCommand {
     },
 }
 
-struct Client {
+/// A client of the local API (shared with `weft controller`).
+pub(crate) struct Client {
     base: String,
     token: String,
-    json: bool,
+    pub(crate) json: bool,
 }
 
-enum Reply {
+/// An API answer: the JSON of a 200, or the exit code after the failure was printed.
+pub(crate) enum Reply {
     Ok(Value),
     Failed(ExitCode),
 }
@@ -110,7 +112,7 @@ fn now_ms() -> i64 {
 }
 
 /// JSON with 1-space indentation, as zerotier-cli prints it.
-fn pretty(v: &Value) -> String {
+pub(crate) fn pretty(v: &Value) -> String {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
@@ -119,7 +121,9 @@ fn pretty(v: &Value) -> String {
 }
 
 impl Client {
-    fn new(o: &ClientOpts) -> Result<Client, ExitCode> {
+    /// A client for the daemon the options point at (port and token from the home folder
+    /// unless given); prints why and returns exit code 2 when they cannot be found.
+    pub(crate) fn new(o: &ClientOpts) -> Result<Client, ExitCode> {
         let home = crate::service::home_dir(o.home.clone());
         let port = match o.port {
             Some(p) => p,
@@ -162,7 +166,14 @@ impl Client {
         })
     }
 
-    fn call(&self, command: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+    /// One request; a non-200 answer is printed as `<code> <command> <body>` (zerotier-cli).
+    pub(crate) fn call(
+        &self,
+        command: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()

@@ -3,6 +3,7 @@
 //! `zerotier-idtool` it behaves as `zerotier-idtool`. spec: service.md §1, §9; vl1.md §8.13
 
 mod cli;
+mod ctl_cli;
 mod demo;
 mod fsutil;
 mod host;
@@ -59,6 +60,8 @@ enum Command {
         /// The control plane's SOCK_SEQPACKET socket.
         socket: std::path::PathBuf,
     },
+    /// Manage the networks and members of this node's network controller (local API).
+    Controller(ctl_cli::ControllerArgs),
 }
 
 /// Whether `argv0` selects the `zerotier-idtool` personality (basename contains
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
                         Err(e) => Err(e.into()),
                     }
                 }
+                Command::Controller(a) => ctl_cli::run(&cli.client, a),
             }
         }
     };

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use weft_wire::{Address, NetworkId};
 
-use super::controller_api::{ControllerRequest, CtlAnswer};
+use super::controller_api::{ControllerRequest, CtlAnswer, CtlBody, NetworkTarget};
 
 /// A request from the API to the service loop.
 #[derive(Debug)]
@@ -327,20 +327,25 @@ async fn ctl(ctx: &Ctx, req: ControllerRequest) -> Response {
         return ApiError::Unavailable.into_response();
     }
     match rx.await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err((code, msg))) => {
-            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if msg.is_empty() {
-                code.into_response()
-            } else {
-                (
-                    code,
-                    Json(json!({ "error": code.as_u16(), "description": msg })),
-                )
-                    .into_response()
-            }
-        }
+        Ok(answer) => ctl_response(answer),
         Err(_) => ApiError::Unavailable.into_response(),
+    }
+}
+
+/// An answer of the controller as HTTP: compact JSON (sorted keys: `serde_json::Map` is a
+/// sorted map in this workspace), the literal `GET /controller` text, or an empty body.
+/// spec: controller.md §7
+pub(crate) fn ctl_response(answer: CtlAnswer) -> Response {
+    let code = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match answer.body {
+        CtlBody::Json(v) => (code, Json(v)).into_response(),
+        CtlBody::Text(t) => (
+            code,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            t,
+        )
+            .into_response(),
+        CtlBody::Empty => code.into_response(),
     }
 }
 
@@ -351,22 +356,26 @@ fn ctl_nwid(s: &str) -> Option<NetworkId> {
         .flatten()
 }
 
+/// A controller-path member id: exactly 10 hex digits (either case; stored lowercase).
 fn ctl_addr(s: &str) -> Option<Address> {
     (s.len() == 10 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| s.to_ascii_lowercase().parse().ok())
         .flatten()
 }
 
+/// A POST body: valid JSON or a 400 naming the body. spec: controller.md §7.1 (the reference
+/// answers 500; weft answers 400, the client's fault)
 fn json_body(body: &[u8]) -> Result<Value, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        Box::new(
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": 400, "description": format!("body: invalid JSON ({e})") })),
-            )
-                .into_response(),
-        )
+        Box::new(ctl_response(CtlAnswer::error(
+            400,
+            format!("body: invalid JSON ({e})"),
+        )))
     })
+}
+
+fn not_found() -> Response {
+    StatusCode::NOT_FOUND.into_response()
 }
 
 async fn ctl_info(State(c): State<Ctx>) -> Response {
@@ -377,10 +386,27 @@ async fn ctl_networks(State(c): State<Ctx>) -> Response {
     ctl(&c, ControllerRequest::Networks).await
 }
 
+async fn ctl_unstable_networks(State(c): State<Ctx>) -> Response {
+    ctl(&c, ControllerRequest::UnstableNetworks).await
+}
+
 async fn ctl_network(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
     match ctl_nwid(&id) {
         Some(n) => ctl(&c, ControllerRequest::Network(n)).await,
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => not_found(),
+    }
+}
+
+async fn ctl_post_network_random(State(c): State<Ctx>, body: axum::body::Bytes) -> Response {
+    match json_body(&body) {
+        Ok(v) => {
+            ctl(
+                &c,
+                ControllerRequest::PostNetwork(NetworkTarget::Random(None), v),
+            )
+            .await
+        }
+        Err(r) => *r,
     }
 }
 
@@ -391,12 +417,13 @@ async fn ctl_post_network(
 ) -> Response {
     let target = if let Some(prefix) = id.strip_suffix("______")
         && prefix.len() == 10
+        && prefix.bytes().all(|b| b.is_ascii_hexdigit())
     {
-        Err(prefix.to_string())
+        NetworkTarget::Random(Some(prefix.to_string()))
     } else if let Some(n) = ctl_nwid(&id) {
-        Ok(n)
+        NetworkTarget::Id(n)
     } else {
-        return StatusCode::NOT_FOUND.into_response();
+        return not_found();
     };
     match json_body(&body) {
         Ok(v) => ctl(&c, ControllerRequest::PostNetwork(target, v)).await,
@@ -407,21 +434,28 @@ async fn ctl_post_network(
 async fn ctl_delete_network(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
     match ctl_nwid(&id) {
         Some(n) => ctl(&c, ControllerRequest::DeleteNetwork(n)).await,
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => not_found(),
     }
 }
 
 async fn ctl_members(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
     match ctl_nwid(&id) {
         Some(n) => ctl(&c, ControllerRequest::Members(n)).await,
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => not_found(),
+    }
+}
+
+async fn ctl_unstable_members(State(c): State<Ctx>, Path(id): Path<String>) -> Response {
+    match ctl_nwid(&id) {
+        Some(n) => ctl(&c, ControllerRequest::UnstableMembers(n)).await,
+        None => not_found(),
     }
 }
 
 async fn ctl_member(State(c): State<Ctx>, Path((id, a)): Path<(String, String)>) -> Response {
     match (ctl_nwid(&id), ctl_addr(&a)) {
         (Some(n), Some(a)) => ctl(&c, ControllerRequest::Member(n, a)).await,
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => not_found(),
     }
 }
 
@@ -431,7 +465,7 @@ async fn ctl_post_member(
     body: axum::body::Bytes,
 ) -> Response {
     let (Some(n), Some(a)) = (ctl_nwid(&id), ctl_addr(&a)) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return not_found();
     };
     match json_body(&body) {
         Ok(v) => ctl(&c, ControllerRequest::PostMember(n, a, v)).await,
@@ -445,7 +479,24 @@ async fn ctl_delete_member(
 ) -> Response {
     match (ctl_nwid(&id), ctl_addr(&a)) {
         (Some(n), Some(a)) => ctl(&c, ControllerRequest::DeleteMember(n, a)).await,
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => not_found(),
+    }
+}
+
+async fn ctl_export_member(
+    State(c): State<Ctx>,
+    Path((id, a)): Path<(String, String)>,
+) -> Response {
+    match (ctl_nwid(&id), ctl_addr(&a)) {
+        (Some(n), Some(a)) => ctl(&c, ControllerRequest::ExportMember(n, a)).await,
+        _ => not_found(),
+    }
+}
+
+async fn ctl_erase_member(State(c): State<Ctx>, Path((id, a)): Path<(String, String)>) -> Response {
+    match (ctl_nwid(&id), ctl_addr(&a)) {
+        (Some(n), Some(a)) => ctl(&c, ControllerRequest::EraseMember(n, a)).await,
+        _ => not_found(),
     }
 }
 
@@ -543,7 +594,12 @@ pub(crate) fn router(
         .route("/network", get(networks))
         .route("/network/{id}", get(network).post(join).delete(leave))
         .route("/controller", get(ctl_info))
-        .route("/controller/network", get(ctl_networks))
+        .route(
+            "/controller/network",
+            get(ctl_networks)
+                .post(ctl_post_network_random)
+                .put(ctl_post_network_random),
+        )
         .route(
             "/controller/network/{id}",
             get(ctl_network)
@@ -558,6 +614,19 @@ pub(crate) fn router(
                 .post(ctl_post_member)
                 .put(ctl_post_member)
                 .delete(ctl_delete_member),
+        )
+        .route("/unstable/controller/network", get(ctl_unstable_networks))
+        .route(
+            "/unstable/controller/network/{id}/member",
+            get(ctl_unstable_members),
+        )
+        .route(
+            "/unstable/controller/network/{id}/member/{addr}/export",
+            get(ctl_export_member),
+        )
+        .route(
+            "/unstable/controller/network/{id}/member/{addr}/erase",
+            post(ctl_erase_member),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -684,11 +753,14 @@ mod tests {
                     ApiRequest::Controller(r, tx) => {
                         seen.push(format!("controller {r:?}"));
                         let _ = tx.send(match r {
-                            ControllerRequest::Network(_) => Err((404, String::new())),
+                            ControllerRequest::Network(_) => CtlAnswer::empty(404),
                             ControllerRequest::PostMember(..) => {
-                                Err((400, "authorized: expected a boolean".into()))
+                                CtlAnswer::error(400, "authorized: expected a boolean")
                             }
-                            _ => Ok(json!({})),
+                            _ => CtlAnswer {
+                                status: 200,
+                                body: CtlBody::Json(json!({})),
+                            },
                         });
                     }
                 }
@@ -925,7 +997,7 @@ mod tests {
                 )));
             r
         };
-        let code = |r| {
+        let code = |r: Request<Body>| {
             let app = app.clone();
             async move { app.oneshot(r).await.unwrap().status() }
         };
@@ -1057,7 +1129,7 @@ mod tests {
         assert_eq!(seen[2], "join 9cbc6fc0984c4142 Some(false)");
         assert_eq!(seen[3], "join 9cbc6fc0984c4142 None");
         assert!(
-            seen[7].starts_with("controller PostNetwork(Err(\"9cbc6fc098\")"),
+            seen[7].starts_with("controller PostNetwork(Random(Some(\"9cbc6fc098\"))"),
             "{seen:?}"
         );
     }

@@ -1,26 +1,43 @@
 //! The node's network controller: answers NETWORK_CONFIG_REQUESTs for networks whose id starts
-//! with our address, keeps its records in `<home>/controller.d/` (the 1.14 file-database
-//! layout), and serves the basic `/controller` API. The full API (every quirk, golden files),
-//! SQLite and PostgreSQL are the controller-product work; this is what a member needs to be
-//! configured. spec: controller.md §1–§8
+//! with our address, keeps its records in `<home>/controller.d/` (the 1.14 file database,
+//! [`filedb`]) and serves the ZeroTier-compatible `/controller` API. spec: controller.md §1–§8
 //!
-//! Writes that change a record run the controller's change path (pushes to online members,
-//! revocations on deauthorization) before the answer is returned.
+//! [`Ctl::handle`] answers one API request without any I/O besides the database files, so the
+//! API is testable without a node (the golden tests drive the real router and a real `Ctl`).
+//! Changes go through the controller's change path, which only queues outputs (pushes to online
+//! members, revocations); [`Ctl::api`] hands them to the node after answering, so an API answer
+//! never waits on the network. spec: controller.md §7.5 ("slow answers")
+
+mod filedb;
+#[cfg(test)]
+mod golden;
+mod input;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value, json};
 use weft_controller::controller::{Controller, ControllerOutput};
-use weft_controller::{MemberRecord, MemoryStore, NetworkRecord, Store};
+use weft_controller::{MemberRecord, NetworkRecord, Store};
 use weft_proto::{Node, Timestamp};
 use weft_wire::dictionary::Dictionary;
 use weft_wire::{Address, Identity, NetworkId};
 
+pub(crate) use filedb::FileStore;
+
 use super::home::Home;
-use crate::fsutil::{self, SECRET_MODE};
+
+/// Where a network POST goes. spec: controller.md §7.1
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetworkTarget {
+    /// `POST /controller/network/<nwid>`: create or update that network.
+    Id(NetworkId),
+    /// `POST /controller/network` (`None`) or `/controller/network/<10 hex>______` (the hex as
+    /// typed): a new network with a random id; the prefix must be our address in lowercase.
+    Random(Option<String>),
+}
 
 /// A `/controller…` request. spec: controller.md §7.1
 #[derive(Debug)]
@@ -31,172 +48,110 @@ pub(crate) enum ControllerRequest {
     Networks,
     /// `GET /controller/network/<nwid>`.
     Network(NetworkId),
-    /// `POST /controller/network/<nwid>`, or `<prefix>______` (a random new id; the prefix
-    /// must be our address in lowercase).
-    PostNetwork(Result<NetworkId, String>, Value),
+    /// `POST`/`PUT` a network.
+    PostNetwork(NetworkTarget, Value),
     /// `DELETE /controller/network/<nwid>`.
     DeleteNetwork(NetworkId),
     /// `GET /controller/network/<nwid>/member`.
     Members(NetworkId),
     /// `GET /controller/network/<nwid>/member/<address>`.
     Member(NetworkId, Address),
-    /// `POST /controller/network/<nwid>/member/<address>`.
+    /// `POST`/`PUT /controller/network/<nwid>/member/<address>`.
     PostMember(NetworkId, Address, Value),
     /// `DELETE /controller/network/<nwid>/member/<address>`.
     DeleteMember(NetworkId, Address),
+    /// `GET /unstable/controller/network`.
+    UnstableNetworks,
+    /// `GET /unstable/controller/network/<nwid>/member`.
+    UnstableMembers(NetworkId),
+    /// `GET /unstable/controller/network/<nwid>/member/<address>/export` (weft).
+    ExportMember(NetworkId, Address),
+    /// `POST /unstable/controller/network/<nwid>/member/<address>/erase` (weft).
+    EraseMember(NetworkId, Address),
 }
 
-/// What the API answers: a JSON value, or an error status with a message naming the field.
-pub(crate) type CtlAnswer = Result<Value, (u16, String)>;
-
-/// The controller and its file database.
-pub(crate) struct Ctl {
-    ctl: Controller<MemoryStore>,
-    dir: PathBuf,
+/// The body of an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CtlBody {
+    /// Compact JSON with sorted keys.
+    Json(Value),
+    /// Literal text (`GET /controller`), served as `application/json`.
+    Text(String),
+    /// No body.
+    Empty,
 }
 
-impl std::fmt::Debug for Ctl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctl").field("dir", &self.dir).finish()
-    }
+/// What the API answers: a status and a body.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CtlAnswer {
+    pub(crate) status: u16,
+    pub(crate) body: CtlBody,
 }
 
-/// Keys of a network object the API may set. spec: controller.md §7.2
-const NETWORK_WRITABLE: &[&str] = &[
-    "name",
-    "private",
-    "enableBroadcast",
-    "multicastLimit",
-    "mtu",
-    "v4AssignMode",
-    "v6AssignMode",
-    "ipAssignmentPools",
-    "routes",
-    "rules",
-    "capabilities",
-    "tags",
-    "dns",
-    "authTokens",
-    "remoteTraceTarget",
-    "remoteTraceLevel",
-];
-
-/// Keys of a member object the API may set. spec: controller.md §7.3
-const MEMBER_WRITABLE: &[&str] = &[
-    "authorized",
-    "activeBridge",
-    "noAutoAssignIps",
-    "ipAssignments",
-    "tags",
-    "capabilities",
-    "name",
-    "authenticationExpiryTime",
-    "remoteTraceTarget",
-    "remoteTraceLevel",
-];
-
-/// Booleans may come as JSON booleans or the strings "true"/"false" (ztncui). spec:
-/// controller.md §7.5
-fn boolean(key: &str, v: &Value) -> Result<Value, (u16, String)> {
-    match v {
-        Value::Bool(_) => Ok(v.clone()),
-        Value::String(s) if s == "true" => Ok(Value::Bool(true)),
-        Value::String(s) if s == "false" => Ok(Value::Bool(false)),
-        _ => Err((400, format!("{key}: expected a boolean"))),
-    }
-}
-
-/// Merges the writable keys of `body` into `stored`.
-fn merge(
-    stored: Value,
-    body: &Value,
-    writable: &[&str],
-    booleans: &[&str],
-) -> Result<Value, (u16, String)> {
-    let Value::Object(b) = body else {
-        return Err((400, "body: expected a JSON object".into()));
-    };
-    let mut m: Map<String, Value> = match stored {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    for (k, v) in b {
-        if !writable.contains(&k.as_str()) {
-            continue;
+impl CtlAnswer {
+    fn ok(v: Value) -> CtlAnswer {
+        CtlAnswer {
+            status: 200,
+            body: CtlBody::Json(v),
         }
-        let v = if booleans.contains(&k.as_str()) {
-            boolean(k, v)?
-        } else {
-            v.clone()
-        };
-        m.insert(k.clone(), v);
     }
-    Ok(Value::Object(m))
+
+    /// An error without a body (404 for unknown objects, 400 for a foreign id prefix).
+    pub(crate) fn empty(status: u16) -> CtlAnswer {
+        CtlAnswer {
+            status,
+            body: CtlBody::Empty,
+        }
+    }
+
+    /// An error with the reference's JSON error shape `{"description", "error": code}`.
+    pub(crate) fn error(status: u16, description: impl std::fmt::Display) -> CtlAnswer {
+        CtlAnswer {
+            status,
+            body: CtlBody::Json(json!({"error": status, "description": description.to_string()})),
+        }
+    }
+}
+
+/// The `GET /controller` text, byte for byte (tab-indented, trailing newline); 503 with
+/// `databaseReady: false` when the database is not ready. spec: controller.md §7.1
+pub(crate) fn info_answer(now: Timestamp, ready: bool) -> CtlAnswer {
+    CtlAnswer {
+        status: if ready { 200 } else { 503 },
+        body: CtlBody::Text(format!(
+            "{{\n\t\"controller\": true,\n\t\"apiVersion\": 4,\n\t\"clock\": {now},\n\t\"databaseReady\": {ready}\n}}\n"
+        )),
+    }
+}
+
+/// The controller and its file database. `R` is its randomness (network ids, revocation ids);
+/// the daemon uses the OS generator, tests a seeded one.
+pub(crate) struct Ctl<R: RngCore = OsRng> {
+    ctl: Controller<FileStore>,
+    rng: R,
+}
+
+impl<R: RngCore> std::fmt::Debug for Ctl<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctl")
+            .field("address", &self.ctl.address())
+            .finish()
+    }
 }
 
 impl Ctl {
     /// Opens the controller with the records found in `<home>/controller.d/`.
     pub(crate) fn open(home: &Home, identity: Identity) -> Result<Ctl> {
-        let dir = home.path("controller.d");
-        let mut store = MemoryStore::new();
-        let net_dir = dir.join("network");
-        if let Ok(rd) = std::fs::read_dir(&net_dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "json")
-                    && let Ok(text) = std::fs::read(&p)
-                    && let Ok(v) = serde_json::from_slice::<Value>(&text)
-                    && let Ok(n) = NetworkRecord::from_json(&v)
-                {
-                    let members = net_dir.join(n.id.to_string()).join("member");
-                    let _ = store.put_network(n);
-                    if let Ok(rd) = std::fs::read_dir(&members) {
-                        for e in rd.flatten() {
-                            if let Ok(text) = std::fs::read(e.path())
-                                && let Ok(v) = serde_json::from_slice::<Value>(&text)
-                                && let Ok(m) = MemberRecord::from_json(&v)
-                            {
-                                let _ = store.put_member(m);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        Ctl::open_at(&home.path("controller.d"), identity, OsRng)
+    }
+}
+
+impl<R: RngCore> Ctl<R> {
+    /// Opens the controller over the file database in `dir` (created if missing).
+    pub(crate) fn open_at(dir: &Path, identity: Identity, rng: R) -> Result<Ctl<R>> {
+        let store = FileStore::open(dir).context("controller database")?;
         let ctl = Controller::new(identity, store).context("controller identity")?;
-        Ok(Ctl { ctl, dir })
-    }
-
-    fn save_network(&self, n: &NetworkRecord) {
-        let p = self.dir.join("network").join(format!("{}.json", n.id));
-        let r = std::fs::create_dir_all(self.dir.join("network")).map_err(anyhow::Error::from);
-        let text = serde_json::to_vec_pretty(&n.to_json()).unwrap_or_default();
-        if let Err(e) = r.and_then(|()| fsutil::write_atomic(&p, &text, SECRET_MODE)) {
-            eprintln!("weft: controller: cannot save {}: {e:#}", p.display());
-        }
-    }
-
-    fn save_member(&self, m: &MemberRecord) {
-        let d = self
-            .dir
-            .join("network")
-            .join(m.nwid.to_string())
-            .join("member");
-        let p = d.join(format!("{}.json", m.id));
-        let r = std::fs::create_dir_all(&d).map_err(anyhow::Error::from);
-        let text = serde_json::to_vec_pretty(&m.to_json()).unwrap_or_default();
-        if let Err(e) = r.and_then(|()| fsutil::write_atomic(&p, &text, SECRET_MODE)) {
-            eprintln!("weft: controller: cannot save {}: {e:#}", p.display());
-        }
-    }
-
-    fn remove_file(&self, rel: PathBuf) {
-        let p = self.dir.join(rel);
-        let _ = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
+        Ok(Ctl { ctl, rng })
     }
 
     /// Sends whatever the controller queued through the node.
@@ -238,17 +193,19 @@ impl Ctl {
         physical: Option<SocketAddr>,
     ) {
         let md = Dictionary::parse_with_capacity(metadata, 1024).unwrap_or_default();
-        if let Err(e) = self
-            .ctl
-            .handle_request(now, nwid, requester, &md, packet_id, physical, &mut OsRng)
-        {
+        if let Err(e) = self.ctl.handle_request(
+            now,
+            nwid,
+            requester,
+            &md,
+            packet_id,
+            physical,
+            &mut self.rng,
+        ) {
             eprintln!(
                 "weft: controller: request from {}: {e}",
                 requester.address()
             );
-        }
-        if let Ok(Some(m)) = self.ctl.store().member(nwid, requester.address()) {
-            self.save_member(&m);
         }
         self.drain(node, now);
     }
@@ -256,155 +213,202 @@ impl Ctl {
     /// Runs the controller's timers (SSO expiry).
     pub(crate) fn tick(&mut self, node: &mut Node, now: Timestamp) {
         if self.ctl.poll_timeout().is_some_and(|t| t <= now) {
-            let _ = self.ctl.handle_timeout(now, &mut OsRng);
+            let _ = self.ctl.handle_timeout(now, &mut self.rng);
             self.drain(node, now);
         }
     }
 
-    /// A `/controller…` request.
+    /// A `/controller…` request from the API; what it queued for members goes to the node.
     pub(crate) fn api(
         &mut self,
         node: &mut Node,
         now: Timestamp,
         req: ControllerRequest,
     ) -> CtlAnswer {
-        let r = self.api_inner(now, req);
+        let r = self.handle(now, req);
         self.drain(node, now);
         r
     }
 
-    fn err(e: impl std::fmt::Display) -> (u16, String) {
-        (500, e.to_string())
+    /// Answers one API request (no network I/O: pushes and revocations stay queued until the
+    /// caller drains them). spec: controller.md §7
+    pub(crate) fn handle(&mut self, now: Timestamp, req: ControllerRequest) -> CtlAnswer {
+        self.handle_inner(now, req).unwrap_or_else(|a| a)
     }
 
-    fn api_inner(&mut self, now: Timestamp, req: ControllerRequest) -> CtlAnswer {
-        let me = self.ctl.address();
-        match req {
-            ControllerRequest::Info => Ok(json!({
-                "controller": true,
-                "apiVersion": 4,
-                "clock": now,
-                "databaseReady": true,
-            })),
+    fn handle_inner(
+        &mut self,
+        now: Timestamp,
+        req: ControllerRequest,
+    ) -> Result<CtlAnswer, CtlAnswer> {
+        let server = |e: &dyn std::fmt::Display| CtlAnswer::error(500, e);
+        let not_found = || CtlAnswer::empty(404);
+        Ok(match req {
+            ControllerRequest::Info => info_answer(now, true),
             ControllerRequest::Networks => {
-                let ids = self.ctl.store().networks().map_err(Self::err)?;
-                Ok(Value::Array(
+                let ids = self.ctl.store().networks().map_err(|e| server(&e))?;
+                CtlAnswer::ok(Value::Array(
                     ids.iter().map(|n| Value::String(n.to_string())).collect(),
                 ))
             }
-            ControllerRequest::Network(nwid) => match self.ctl.store().network(nwid) {
-                Ok(Some(n)) => Ok(n.to_json()),
-                Ok(None) => Err((404, String::new())),
-                Err(e) => Err(Self::err(e)),
-            },
-            ControllerRequest::PostNetwork(id, body) => {
-                let nwid = match id {
-                    Ok(n) => n,
-                    Err(prefix) if prefix == me.to_string() => self.free_network_id(me)?,
-                    Err(_) => return Err((400, String::new())),
+            ControllerRequest::Network(nwid) => {
+                CtlAnswer::ok(self.network(nwid)?.ok_or_else(not_found)?.to_json())
+            }
+            ControllerRequest::PostNetwork(target, body) => {
+                let nwid = match target {
+                    NetworkTarget::Id(n) => n,
+                    NetworkTarget::Random(prefix) => {
+                        let me = self.ctl.address().to_string();
+                        if prefix.is_some_and(|p| p != me) {
+                            return Err(CtlAnswer::empty(400));
+                        }
+                        self.free_network_id()?
+                    }
                 };
-                let stored = match self.ctl.store().network(nwid).map_err(Self::err)? {
-                    Some(n) => n,
-                    None => NetworkRecord::new(nwid, now),
-                };
-                let merged = merge(
-                    stored.to_json(),
-                    &body,
-                    NETWORK_WRITABLE,
-                    &["private", "enableBroadcast"],
-                )?;
-                let rec = NetworkRecord::from_json(&merged).map_err(|e| (400, e.to_string()))?;
+                let body = body_object(&body)?;
+                let mut rec = self
+                    .network(nwid)?
+                    .unwrap_or_else(|| NetworkRecord::new(nwid, now));
+                input::apply_network(&mut rec, body).map_err(|e| CtlAnswer::error(400, e))?;
                 let saved = self
                     .ctl
-                    .create_network(now, nwid, rec, &mut OsRng)
-                    .map_err(Self::err)?;
-                self.save_network(&saved);
-                Ok(saved.to_json())
+                    .create_network(now, nwid, rec, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(saved.to_json())
             }
             ControllerRequest::DeleteNetwork(nwid) => {
-                match self
+                let deleted = self
                     .ctl
-                    .delete_network(now, nwid, &mut OsRng)
-                    .map_err(Self::err)?
-                {
-                    Some(n) => {
-                        self.remove_file(PathBuf::from(format!("network/{nwid}.json")));
-                        self.remove_file(PathBuf::from(format!("network/{nwid}")));
-                        Ok(n.to_json())
-                    }
-                    None => Err((404, String::new())),
-                }
+                    .delete_network(now, nwid, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(deleted.ok_or_else(not_found)?.to_json())
             }
             ControllerRequest::Members(nwid) => {
-                if self.ctl.store().network(nwid).map_err(Self::err)?.is_none() {
-                    return Err((404, String::new()));
-                }
+                self.network(nwid)?.ok_or_else(not_found)?;
                 let mut m = Map::new();
-                for r in self.ctl.store().members(nwid).map_err(Self::err)? {
+                for r in self.members(nwid)? {
                     m.insert(r.id.to_string(), r.revision.into());
                 }
-                Ok(Value::Object(m))
+                CtlAnswer::ok(Value::Object(m))
             }
-            ControllerRequest::Member(nwid, a) => match self.ctl.store().member(nwid, a) {
-                Ok(Some(m)) => Ok(m.to_json()),
-                Ok(None) => Err((404, String::new())),
-                Err(e) => Err(Self::err(e)),
-            },
+            ControllerRequest::Member(nwid, a) => {
+                self.network(nwid)?.ok_or_else(not_found)?;
+                CtlAnswer::ok(self.member(nwid, a)?.ok_or_else(not_found)?.to_json())
+            }
             ControllerRequest::PostMember(nwid, a, body) => {
-                if self.ctl.store().network(nwid).map_err(Self::err)?.is_none() {
-                    return Err((404, String::new()));
-                }
-                let stored = self
-                    .ctl
-                    .store()
-                    .member(nwid, a)
-                    .map_err(Self::err)?
+                // spec: controller.md §7.4 (404 if the network does not exist; a member that
+                // never requested is created)
+                self.network(nwid)?.ok_or_else(not_found)?;
+                let body = body_object(&body)?;
+                let mut rec = self
+                    .member(nwid, a)?
                     .unwrap_or_else(|| MemberRecord::new(nwid, a, now));
-                let was = stored.authorized;
-                let merged = merge(
-                    stored.to_json(),
-                    &body,
-                    MEMBER_WRITABLE,
-                    &["authorized", "activeBridge", "noAutoAssignIps"],
-                )?;
-                let mut rec = MemberRecord::from_json(&merged).map_err(|e| (400, e.to_string()))?;
-                // the authorization stamps follow the API's rule. spec: controller.md §7.3
-                let now_auth = rec.authorized;
-                rec.authorized = was;
-                rec.set_authorized_by_api(now_auth, now);
+                input::apply_member(&mut rec, body, now).map_err(|e| CtlAnswer::error(400, e))?;
+                rec.id = a;
+                rec.address = a;
+                rec.nwid = nwid;
                 let saved = self
                     .ctl
-                    .upsert_member(now, rec, &mut OsRng)
-                    .map_err(Self::err)?;
-                self.save_member(&saved);
-                Ok(saved.to_json())
+                    .upsert_member(now, rec, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(saved.to_json())
             }
             ControllerRequest::DeleteMember(nwid, a) => {
-                match self
+                let deleted = self
                     .ctl
-                    .delete_member(now, nwid, a, &mut OsRng)
-                    .map_err(Self::err)?
-                {
-                    Some(m) => {
-                        self.remove_file(PathBuf::from(format!("network/{nwid}/member/{a}.json")));
-                        Ok(m.to_json())
-                    }
-                    None => Err((404, String::new())),
-                }
+                    .delete_member(now, nwid, a, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(deleted.ok_or_else(not_found)?.to_json())
             }
-        }
+            ControllerRequest::UnstableNetworks => {
+                let ids = self.ctl.store().networks().map_err(|e| server(&e))?;
+                let mut data = Vec::new();
+                for nwid in &ids {
+                    let Some(n) = self.network(*nwid)? else {
+                        continue;
+                    };
+                    let members = self.members(*nwid)?;
+                    let mut v = n.to_json();
+                    v["meta"] = json!({
+                        "authorizedMemberCount": members.iter().filter(|m| m.authorized).count(),
+                        "totalMemberCount": members.len(),
+                    });
+                    data.push(v);
+                }
+                CtlAnswer::ok(json!({"data": data, "meta": {"networkCount": data.len()}}))
+            }
+            ControllerRequest::UnstableMembers(nwid) => {
+                self.network(nwid)?.ok_or_else(not_found)?;
+                let members = self.members(nwid)?;
+                let authorized = members.iter().filter(|m| m.authorized).count();
+                CtlAnswer::ok(json!({
+                    "data": members.iter().map(MemberRecord::to_json).collect::<Vec<_>>(),
+                    "meta": {"authorizedCount": authorized, "totalCount": members.len()},
+                }))
+            }
+            // everything held about a member (record, physical addresses, audit, in-memory
+            // status), even after it was deleted
+            ControllerRequest::ExportMember(nwid, a) => CtlAnswer::ok(
+                self.ctl
+                    .export_member(nwid, a, now)
+                    .map_err(|e| server(&e))?,
+            ),
+            // record, physical addresses and audit details removed (revoked if authorized)
+            ControllerRequest::EraseMember(nwid, a) => {
+                let e = self
+                    .ctl
+                    .erase_member(now, nwid, a, &mut self.rng)
+                    .map_err(|e| server(&e))?;
+                CtlAnswer::ok(json!({
+                    "auditEntries": e.audit_entries,
+                    "member": e.member,
+                    "physicalAddresses": e.physical_addresses,
+                }))
+            }
+        })
+    }
+
+    fn network(&self, nwid: NetworkId) -> Result<Option<NetworkRecord>, CtlAnswer> {
+        self.ctl
+            .store()
+            .network(nwid)
+            .map_err(|e| CtlAnswer::error(500, e))
+    }
+
+    fn member(&self, nwid: NetworkId, a: Address) -> Result<Option<MemberRecord>, CtlAnswer> {
+        self.ctl
+            .store()
+            .member(nwid, a)
+            .map_err(|e| CtlAnswer::error(500, e))
+    }
+
+    fn members(&self, nwid: NetworkId) -> Result<Vec<MemberRecord>, CtlAnswer> {
+        self.ctl
+            .store()
+            .members(nwid)
+            .map_err(|e| CtlAnswer::error(500, e))
     }
 
     /// A random unused id `<our address><24 random bits>`, never ending in 000000.
     /// spec: controller.md §7.1
-    fn free_network_id(&self, me: Address) -> Result<NetworkId, (u16, String)> {
+    fn free_network_id(&mut self) -> Result<NetworkId, CtlAnswer> {
+        let me = self.ctl.address().to_u64();
         for _ in 0..16_384 {
-            let low = u64::from(OsRng.next_u32() & 0x00ff_ffff);
-            let id = NetworkId((me.to_u64() << 24) | low.max(1));
-            if matches!(self.ctl.store().network(id), Ok(None)) {
+            let low = u64::from(self.rng.next_u32() & 0x00ff_ffff);
+            if low == 0 {
+                continue;
+            }
+            let id = NetworkId((me << 24) | low);
+            if self.network(id)?.is_none() {
                 return Ok(id);
             }
         }
-        Err((503, "no free network id".into()))
+        Err(CtlAnswer::error(503, "no free network id"))
     }
+}
+
+/// A POST body must be a JSON object. spec: controller.md §7.1
+fn body_object(body: &Value) -> Result<&Map<String, Value>, CtlAnswer> {
+    body.as_object()
+        .ok_or_else(|| CtlAnswer::error(400, "body: expected a JSON object"))
 }
