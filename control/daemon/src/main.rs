@@ -6,6 +6,7 @@ mod cli;
 mod fsutil;
 mod host;
 mod idtool;
+mod portmap;
 mod service;
 mod tcp_relay;
 
