@@ -6,6 +6,10 @@
 #   iptables  (iptables)      MASQUERADE inside the lab's NAT-router namespaces; Debian's default
 #                             is the nf_tables backend, the harness also works with iptables-legacy
 #   ping      (iputils-ping)  reachability checks inside the lab
+#   miniupnpd (miniupnpd-nftables) a real UPnP IGD / NAT-PMP / PCP gateway for the port-mapping
+#                             tests (only the daemon binary: no init script, nothing started);
+#                             Debian's nftables build, which keeps its rules in its own nft table
+#   nft       (nftables)      creating miniupnpd's table and chains, reading its rules
 #
 # Idempotent and silent when everything is present. Must run as root to install anything. Runs
 # `apt-get update` only if the first install attempt fails (stale or empty package lists).
@@ -21,6 +25,8 @@ missing=()
 have ip || missing+=(iproute2)
 have iptables || missing+=(iptables)
 have ping || missing+=(iputils-ping)
+have miniupnpd || missing+=(miniupnpd-nftables)
+have nft || missing+=(nftables)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
