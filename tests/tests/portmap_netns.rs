@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_conformance::netns::{Lab, NatKind, NatRouter, Proc};
-use weft_conformance::weftnode::{WeftNode, private_planet};
+use weft_conformance::netns::{Lab, Lan, NatKind, NatRouter, Proc};
+use weft_conformance::weftnode::{WeftNode, paths, peer, preferred_path, private_planet};
 
 /// The "internet" segment. miniupnpd refuses to forward when its outside address is private or
 /// reserved (RFC 1918, TEST-NETs, 198.18/15, …), so this is an ordinary global range; it exists
@@ -163,6 +163,7 @@ fn wait_mapped(lab: &Lab, node: &WeftNode) -> Value {
 /// A root on the internet segment and a leaf behind a NAT router running miniupnpd.
 struct World {
     lab: Lab,
+    internet: Lan,
     nat: NatRouter,
     root: WeftNode,
     leaf: WeftNode,
@@ -189,6 +190,7 @@ fn world(name: &str, salt: u64, kind: NatKind, upnp: bool, natpmp: bool) -> Opti
     leaf.start(&lab);
     Some(World {
         lab,
+        internet,
         nat,
         root,
         leaf,
@@ -291,4 +293,106 @@ fn natpmp_mapping_is_reported_forwarded_and_removed_on_stop() {
     w.leaf.stop(&w.lab);
     wait_unmapped(&w.lab, &w.nat, port);
     w.root.stop(&w.lab);
+}
+
+/// (c): the leaf sits behind a symmetric NAT (a fresh random outside port per destination) and
+/// the other peer behind a port-restricted one, so hole punching through the root's RENDEZVOUS
+/// cannot work (see `symmetric_nat_leaves_stay_relayed_through_the_root` in vl1_netns.rs). With
+/// its tertiary port mapped by UPnP, and both members of one network (so trust is established
+/// and the leaf pushes its addresses, the mapped one included), the outside peer reaches the
+/// leaf directly at the mapped address.
+#[test]
+fn outside_peer_reaches_the_leaf_directly_through_the_mapped_port() {
+    let Some(mut w) = world("portmap_direct", 3, NatKind::Symmetric, true, false) else {
+        return;
+    };
+    let lab = &w.lab;
+    let status = wait_mapped(lab, &w.leaf);
+    let (ext, _) = check_mapping(&w, &status, &["upnp"]);
+
+    // the outside peer, behind its own port-restricted NAT; it also runs the network controller
+    let onat_lan_subnet = "192.168.2.0/24";
+    let onat = w.outside_nat(onat_lan_subnet);
+    let out_ns = lab.host("out");
+    lab.attach(&onat.lan, &out_ns);
+    let mut out = WeftNode::new(lab, &out_ns, "out", 2);
+    out.install_planet(&w.leaf.home.join("planet"));
+    out.start(lab);
+    out.wait_online(lab, MAPPED);
+    w.leaf.wait_online(lab, MAPPED);
+
+    let v = out.api_post(
+        lab,
+        &format!("/controller/network/{}______", out.address()),
+        // Public: every member trusts every other at once (a private network would need the
+        // members' certificates exchanged first, which takes VL2 traffic between them).
+        &json!({"name": "portmap", "private": false}),
+    );
+    let nwid = v["id"].as_str().expect("network id").to_string();
+    for m in [&out, &w.leaf] {
+        m.api_post(lab, &format!("/network/{nwid}"), &json!({}));
+        out.api_post(
+            lab,
+            &format!("/controller/network/{nwid}/member/{}", m.address()),
+            &json!({"authorized": true}),
+        );
+    }
+    for m in [&out, &w.leaf] {
+        let start = Instant::now();
+        loop {
+            m.assert_running(lab);
+            let n = m.api_get(lab, &format!("/network/{nwid}"));
+            if n["status"] == "OK" {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "{}: network {nwid} not OK: {n}",
+                m.label
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    // Traffic between them (so the leaf, receiving from a trusted peer, pushes its paths), until
+    // the outside peer prefers a direct path at the mapped address.
+    let start = Instant::now();
+    loop {
+        out.ping(lab, w.leaf.address());
+        let s = out.status().unwrap_or_default();
+        if let Some(p) = peer(&s, w.leaf.address())
+            && preferred_path(p) == Some(ext.as_str())
+        {
+            eprintln!(
+                "out -> leaf: direct at the mapped address {ext} after {:.1} s: {p}",
+                start.elapsed().as_secs_f64()
+            );
+            // no other direct path: the leaf's symmetric NAT offers none
+            let others: Vec<&Value> = paths(p)
+                .into_iter()
+                .filter(|x| x["address"] != ext.as_str())
+                .collect();
+            assert!(
+                others.is_empty(),
+                "direct paths besides the mapping: {others:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "out never went direct to the leaf at {ext}; its entry: {:?}",
+            peer(&s, w.leaf.address())
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    out.stop(lab);
+    w.leaf.stop(lab);
+    w.root.stop(lab);
+}
+
+impl World {
+    /// A port-restricted NAT router on the same internet segment as the root.
+    fn outside_nat(&self, subnet: &str) -> NatRouter {
+        self.lab
+            .nat_router("onat", subnet, &self.internet, NatKind::PortRestricted)
+    }
 }
