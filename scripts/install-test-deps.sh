@@ -7,6 +7,10 @@
 #                             is the nf_tables backend, the harness also works with iptables-legacy
 #   ping      (iputils-ping)  reachability checks inside the lab
 #   cc        (gcc, libc6-dev) compiling the bundled SQLite of weft-controller's SqliteStore
+#   miniupnpd (miniupnpd-nftables) a real UPnP IGD / NAT-PMP / PCP gateway for the port-mapping
+#                             tests (only the daemon binary: no init script, nothing started);
+#                             Debian's nftables build, which keeps its rules in its own nft table
+#   nft       (nftables)      creating miniupnpd's table and chains, reading its rules
 #
 # Idempotent and silent when everything is present. Must run as root to install anything. Runs
 # `apt-get update` only if the first install attempt fails (stale or empty package lists).
@@ -23,6 +27,8 @@ have ip || missing+=(iproute2)
 have iptables || missing+=(iptables)
 have ping || missing+=(iputils-ping)
 have cc || missing+=(gcc libc6-dev)
+have miniupnpd || missing+=(miniupnpd-nftables)
+have nft || missing+=(nftables)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -24,8 +24,10 @@ use crate::netns::{Lab, Ns, Proc};
 /// The UDP (and local HTTP API) port every lab node uses; each node has its own namespace.
 pub const PORT: u16 = 9993;
 
-/// `local.conf` of every lab node.
-pub const LOCAL_CONF: &str = r#"{"settings": {"allowTcpFallbackRelay": false}}"#;
+/// `local.conf` of every lab node: no TCP fallback relay, no port mapping (UPnP/NAT-PMP)
+/// unless a test turns it on with [`WeftNode::write_local_conf`].
+pub const LOCAL_CONF: &str =
+    r#"{"settings": {"allowTcpFallbackRelay": false, "portMappingEnabled": false}}"#;
 
 /// Environment variable naming the `weft` binary to run instead of building one.
 pub const BIN_ENV: &str = "WEFT_BIN";
@@ -243,6 +245,13 @@ impl WeftNode {
     /// `<home>/identity.public`.
     pub fn identity_public(&self) -> PathBuf {
         self.home.join("identity.public")
+    }
+
+    /// Replaces `<home>/local.conf` (read when the daemon starts).
+    pub fn write_local_conf(&self, conf: &Value) {
+        let p = self.home.join("local.conf");
+        fs::write(&p, serde_json::to_vec_pretty(conf).expect("JSON"))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
     }
 
     /// Copies a planet file to `<home>/planet`.

@@ -8,6 +8,7 @@ mod demo;
 mod fsutil;
 mod host;
 mod idtool;
+mod portmap;
 mod service;
 mod tcp_relay;
 

@@ -32,6 +32,10 @@ pub(crate) struct LocalConf {
     pub(crate) tcp_fallback_relay: std::net::SocketAddr,
     /// Networks besides loopback allowed to use the local API. spec: service.md §3.1, §4.1
     pub(crate) allow_management_from: Vec<ipnet::IpNet>,
+    /// `settings.portMappingEnabled` (default true). spec: service.md §3.1
+    pub(crate) port_mapping: bool,
+    /// `settings.tertiaryPort` (0 or absent = random). spec: vl1.md §0.1
+    pub(crate) tertiary_port: u16,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -49,6 +53,8 @@ impl Default for LocalConf {
             force_tcp_relay: false,
             tcp_fallback_relay: std::net::SocketAddr::from(DEFAULT_TCP_RELAY),
             allow_management_from: Vec::new(),
+            port_mapping: true,
+            tertiary_port: 0,
         }
     }
 }
@@ -318,14 +324,21 @@ impl Home {
             bail!("unable to parse local.conf: the root must be a JSON object");
         }
         let settings = &raw["settings"];
-        let primary_port = match &settings["primaryPort"] {
-            Value::Null => None,
-            v => Some(
-                v.as_u64()
+        let port = |key: &str| -> Result<Option<u16>> {
+            match &settings[key] {
+                Value::Null => Ok(None),
+                v => v
+                    .as_u64()
                     .and_then(|p| u16::try_from(p).ok())
-                    .context("local.conf: settings.primaryPort must be an integer 0..65535")?,
-            ),
+                    .map(Some)
+                    .with_context(|| {
+                        format!("local.conf: settings.{key} must be an integer 0..65535")
+                    }),
+            }
         };
+        let primary_port = port("primaryPort")?;
+        let tertiary_port = port("tertiaryPort")?.unwrap_or(0);
+        let port_mapping = bool_setting(settings, "portMappingEnabled", true)?;
         let mut bind = Vec::new();
         if let Some(a) = settings["bind"].as_array() {
             for (i, ip) in a.iter().enumerate() {
@@ -392,6 +405,8 @@ impl Home {
             allow_tcp_fallback,
             force_tcp_relay,
             tcp_fallback_relay,
+            port_mapping,
+            tertiary_port,
         })
     }
 
@@ -548,5 +563,28 @@ mod tests {
         assert_eq!(c.bind, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(c.trusted_paths.len(), 1);
         assert_eq!(c.mtu, Some(1500));
+        // port mapping: on by default, off when asked, typed
+        assert!(c.port_mapping);
+        assert_eq!(c.tertiary_port, 0);
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"portMappingEnabled":false,"tertiaryPort":45001}}"#,
+        )
+        .unwrap();
+        let c = h.local_conf().unwrap();
+        assert!(!c.port_mapping);
+        assert_eq!(c.tertiary_port, 45001);
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"portMappingEnabled":1}}"#,
+        )
+        .unwrap();
+        assert!(format!("{:#}", h.local_conf().unwrap_err()).contains("portMappingEnabled"));
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"tertiaryPort":70000}}"#,
+        )
+        .unwrap();
+        assert!(format!("{:#}", h.local_conf().unwrap_err()).contains("tertiaryPort"));
     }
 }

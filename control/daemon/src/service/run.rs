@@ -1,6 +1,7 @@
 //! The service loop: UDP sockets ↔ the protocol core, timers, persistence, status file.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,7 @@ use super::ports::{self, Ports};
 use super::tcp_fallback::{FallbackConfig, TUNNEL_SOCKET, TcpFallback};
 use crate::fsutil::{self, PUBLIC_MODE};
 use crate::host::managed::LocalNetSettings;
+use crate::portmap::{self, PortMapper};
 use std::collections::HashMap;
 use weft_wire::NetworkId;
 use weft_wire::mac::Mac;
@@ -90,6 +92,10 @@ struct Service {
     port: u16,
     /// External addresses mapped on the gateway (UPnP/NAT-PMP), advertised like local ones.
     mapped_addresses: Vec<SocketAddr>,
+    /// The port mapper of the tertiary port (None when `portMappingEnabled` is false) and what
+    /// it last reported.
+    portmap: Option<PortMapper>,
+    portmap_status: portmap::Status,
 }
 
 impl Service {
@@ -328,6 +334,8 @@ impl Service {
             self.version,
             self.fallback.active(),
         );
+        // weft extension: the port mapper's state
+        v["portMapping"] = self.portmap_status.to_json(tokio::time::Instant::now());
         let (e, process) = self.dp.stats();
         // weft extension: what the data plane did with received datagrams, and where it runs
         v["dataPlane"] = serde_json::json!({
@@ -586,7 +594,16 @@ enum Wake {
     Api(ApiRequest),
     Tunnel(SocketAddr, Vec<u8>),
     Tap(NetworkId, Vec<u8>),
+    PortMap(portmap::Status),
     Stop,
+}
+
+/// The next port-mapper report; never ready when there is no mapper.
+async fn portmap_report(m: &mut Option<PortMapper>) -> Option<portmap::Status> {
+    match m {
+        Some(m) => m.reports.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Result<ExitCode> {
@@ -617,6 +634,15 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
     rt.block_on(async move {
         let (port, sockets) = choose_port(conf.primary_port.unwrap_or(port_arg), &ips)?;
         home.write_runtime_files(port)?;
+        // The tertiary port, mapped on the gateway. spec: vl1.md §0.1
+        let mut sockets = sockets;
+        let tertiary = if conf.port_mapping {
+            let (p, socks) = choose_port(conf.tertiary_port, &ips)?;
+            sockets.extend(socks);
+            Some(p)
+        } else {
+            None
+        };
         let token = home.auth_token()?;
         let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
         let metrics_token = home.metrics_token()?;
@@ -650,7 +676,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                 "tcpFallbackRelay".into(),
                 IpPort(conf.tcp_fallback_relay).to_string().into(),
             );
-            m.insert("portMappingEnabled".into(), false.into());
+            m.insert("portMappingEnabled".into(), conf.port_mapping.into());
+            m.insert("tertiaryPort".into(), tertiary.unwrap_or(0).into());
         }
         // The data plane: this process's sockets, or a process that binds the same addresses
         // (they were just proven bindable) and holds session keys only.
@@ -695,6 +722,14 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             ticks: 0,
             port,
             mapped_addresses: Vec::new(),
+            portmap: tertiary
+                .and_then(NonZeroU16::new)
+                .map(|p| portmap::spawn(portmap::Config::new(p))),
+            portmap_status: if tertiary.is_some() {
+                portmap::Status::searching()
+            } else {
+                portmap::Status::disabled()
+            },
         };
         svc.refresh_local_addresses();
         svc.publish_tables().await;
@@ -720,6 +755,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                 Some(req) = api_rx.recv() => Wake::Api(req),
                 Some((from, data)) = tunnel_rx.recv() => Wake::Tunnel(from, data),
                 Some((nwid, frame)) = tap_rx.recv() => Wake::Tap(nwid, frame),
+                Some(s) = portmap_report(&mut svc.portmap) => Wake::PortMap(s),
                 _ = tokio::signal::ctrl_c() => Wake::Stop,
                 _ = sigterm.recv() => Wake::Stop,
             };
@@ -748,11 +784,22 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                     svc.node
                         .handle_datagram(now_ms(), TUNNEL_SOCKET, from, &data)
                 }
+                Wake::PortMap(s) => {
+                    let mapped: Vec<SocketAddr> = s.external.into_iter().collect();
+                    svc.portmap_status = s;
+                    if mapped != svc.mapped_addresses {
+                        svc.mapped_addresses = mapped;
+                        svc.refresh_local_addresses();
+                    }
+                }
                 Wake::Stop => break,
             }
         }
         eprintln!("weft: shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        if let Some(m) = svc.portmap.as_mut() {
+            m.shutdown().await;
+        }
         svc.flush().await;
         svc.save_peer_cache();
         svc.write_status();
