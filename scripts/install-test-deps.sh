@@ -7,6 +7,9 @@
 #                             is the nf_tables backend, the harness also works with iptables-legacy
 #   ping      (iputils-ping)  reachability checks inside the lab
 #   cc        (gcc, libc6-dev) compiling the bundled SQLite of weft-controller's SqliteStore
+#   initdb, pg_ctl, postgres (postgresql)  a private PostgreSQL cluster for the PostgresStore
+#             tests and bench (weft_controller::store::postgres::test_server starts one per test
+#             as the `postgres` user; set WEFT_TEST_POSTGRES_URL to use an existing server)
 #
 # Idempotent and silent when everything is present. Must run as root to install anything. Runs
 # `apt-get update` only if the first install attempt fails (stale or empty package lists).
@@ -23,6 +26,16 @@ have ip || missing+=(iproute2)
 have iptables || missing+=(iptables)
 have ping || missing+=(iputils-ping)
 have cc || missing+=(gcc libc6-dev)
+have_postgres() {
+    local f
+    for f in /usr/lib/postgresql/*/bin/initdb; do
+        [[ -x $f ]] && return 0
+    done
+    return 1
+}
+if [[ -z ${WEFT_TEST_POSTGRES_URL:-} ]] && ! have_postgres; then
+    missing+=(postgresql)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
