@@ -11,6 +11,9 @@
 #                             tests (only the daemon binary: no init script, nothing started);
 #                             Debian's nftables build, which keeps its rules in its own nft table
 #   nft       (nftables)      creating miniupnpd's table and chains, reading its rules
+#   initdb, pg_ctl, postgres (postgresql)  a private PostgreSQL cluster for the PostgresStore
+#             tests and bench (weft_controller::store::postgres::test_server starts one per test
+#             as the `postgres` user; set WEFT_TEST_POSTGRES_URL to use an existing server)
 #
 # Idempotent and silent when everything is present. Must run as root to install anything. Runs
 # `apt-get update` only if the first install attempt fails (stale or empty package lists).
@@ -29,6 +32,16 @@ have ping || missing+=(iputils-ping)
 have cc || missing+=(gcc libc6-dev)
 have miniupnpd || missing+=(miniupnpd-nftables)
 have nft || missing+=(nftables)
+have_postgres() {
+    local f
+    for f in /usr/lib/postgresql/*/bin/initdb; do
+        [[ -x $f ]] && return 0
+    done
+    return 1
+}
+if [[ -z ${WEFT_TEST_POSTGRES_URL:-} ]] && ! have_postgres; then
+    missing+=(postgresql)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -1,5 +1,8 @@
 //! Netconf request handling by the controller over a network of 10,000 members, with the
-//! SQLite store and with `MemoryStore` as the baseline (same run, same requests).
+//! SQLite store, the PostgreSQL store and `MemoryStore` as the baseline (same run, same
+//! requests). PostgreSQL runs when a server is available: `WEFT_TEST_POSTGRES_URL`, or a private
+//! cluster started by `weft_controller::store::postgres::test_server` (Debian's `postgresql`
+//! binaries; `fsync` off, Unix socket); otherwise it is skipped with a message.
 //!
 //! Each request is a genuine NETWORK_CONFIG_REQUEST from one of a few authorized members
 //! (identities are expensive to generate; the other members only exist as records): the §3
@@ -8,7 +11,8 @@
 //! moves 1001 ms per request so the 1 req/s rate limit never drops one.
 //!
 //! Besides criterion's per-iteration figures the bench prints requests/s and p50/p99 latency
-//! (hdrhistogram) of a timed loop per store, and the SQLite ÷ memory ratios. Under `--test`
+//! (hdrhistogram) of a timed loop per store, and the SQLite ÷ memory and PostgreSQL ÷ memory
+//! ratios. Under `--test`
 //! (`cargo test --benches`, `cargo bench -- --test`) the network has 100 members.
 
 use std::hint::black_box;
@@ -17,6 +21,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
 use rand_core::OsRng;
+use weft_controller::store::postgres::PostgresStore;
+use weft_controller::store::postgres::test_server::TestServer;
 use weft_controller::store::sqlite::SqliteStore;
 use weft_controller::store::{IpPool, RouteRecord, V4AssignMode};
 use weft_controller::{Controller, MemberRecord, MemoryStore, NetworkRecord, Store};
@@ -30,8 +36,11 @@ const REQUESTERS: usize = 4;
 /// Requests timed one by one for the percentiles.
 const TIMED: usize = 400;
 
+/// Criterion's test mode: `--test`, or no `--bench` (`cargo test --bench controller` passes
+/// neither).
 fn test_mode() -> bool {
-    std::env::args().any(|a| a == "--test")
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }
 
 struct Setup<S: Store> {
@@ -151,16 +160,39 @@ fn controller(c: &mut Criterion) {
     let sqlite_store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
     let mut sqlite = Setup::new(sqlite_store, ctl_id, requesters, members);
     let sqlite_setup = t.elapsed();
+    // PostgreSQL, when a server can be had
+    let pg_server = match TestServer::start() {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!("controller bench: no PostgreSQL server, skipping it: {e}");
+            None
+        }
+    };
+    let t = Instant::now();
+    let mut postgres = pg_server.as_ref().map(|server| {
+        let url = server.create_database("bench").unwrap();
+        let store = PostgresStore::connect(&url).unwrap();
+        Setup::new(store, ctl_id, requesters, members)
+    });
+    let postgres_setup = t.elapsed();
     eprintln!(
         "controller bench: {members} members; setup (inserting them one transaction each): \
-         memory {memory_setup:.2?}, sqlite {sqlite_setup:.2?}"
+         memory {memory_setup:.2?}, sqlite {sqlite_setup:.2?}, postgres {}",
+        if postgres.is_some() {
+            format!("{postgres_setup:.2?}")
+        } else {
+            "skipped".into()
+        }
     );
 
-    // the timed loops, interleaved so both see the same machine conditions
-    let (mut m, mut s) = (Vec::new(), Vec::new());
+    // the timed loops, interleaved so all see the same machine conditions
+    let (mut m, mut s, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..2 {
         m.push(memory.timed(timed / 2));
         s.push(sqlite.timed(timed / 2));
+        if let Some(pg) = &mut postgres {
+            p.push(pg.timed(timed / 2));
+        }
     }
     let avg = |v: &[(f64, u64, u64)]| {
         let n = v.len() as f64;
@@ -171,15 +203,20 @@ fn controller(c: &mut Criterion) {
         )
     };
     let (mr, m50, m99) = avg(&m);
-    let (sr, s50, s99) = avg(&s);
     eprintln!("controller bench: memory: {mr:.0} req/s, p50 {m50} µs, p99 {m99} µs");
-    eprintln!("controller bench: sqlite: {sr:.0} req/s, p50 {s50} µs, p99 {s99} µs");
-    eprintln!(
-        "controller bench: sqlite / memory: throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
-        sr / mr,
-        s50 as f64 / m50.max(1) as f64,
-        s99 as f64 / m99.max(1) as f64
-    );
+    for (name, v) in [("sqlite", &s), ("postgres", &p)] {
+        if v.is_empty() {
+            continue;
+        }
+        let (r, p50, p99) = avg(v);
+        eprintln!("controller bench: {name}: {r:.0} req/s, p50 {p50} µs, p99 {p99} µs");
+        eprintln!(
+            "controller bench: {name} / memory: throughput {:.2}×, p50 {:.2}×, p99 {:.2}×",
+            r / mr,
+            p50 as f64 / m50.max(1) as f64,
+            p99 as f64 / m99.max(1) as f64
+        );
+    }
 
     let mut g = c.benchmark_group("controller");
     g.throughput(Throughput::Elements(1))
@@ -193,7 +230,15 @@ fn controller(c: &mut Criterion) {
     g.bench_function(format!("netconf-request/sqlite/{members}"), |b| {
         b.iter(|| sqlite.request())
     });
+    if let Some(pg) = &mut postgres {
+        g.bench_function(format!("netconf-request/postgres/{members}"), |b| {
+            b.iter(|| pg.request())
+        });
+    }
     g.finish();
+    // stop the private server (if any) after the stores are gone
+    drop(postgres);
+    drop(pg_server);
 }
 
 criterion_group!(benches, controller);

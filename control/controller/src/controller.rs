@@ -775,6 +775,19 @@ impl<S: Store> Controller<S> {
             .authorize(now_ms, nwid, member, authorized, rng)
     }
 
+    /// [`Admin::update_member`] as [`DEFAULT_ACTOR`].
+    pub fn update_member(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        change: &mut dyn FnMut(&mut MemberRecord),
+        rng: &mut impl RngCore,
+    ) -> Result<MemberRecord, ControllerError> {
+        self.acting_as(DEFAULT_ACTOR)
+            .update_member(now_ms, nwid, member, change, rng)
+    }
+
     /// [`Admin::delete_member`] as [`DEFAULT_ACTOR`].
     pub fn delete_member(
         &mut self,
@@ -921,6 +934,29 @@ impl<S: Store> Admin<'_, S> {
         authorized: bool,
         rng: &mut impl RngCore,
     ) -> Result<MemberRecord, ControllerError> {
+        self.update_member(
+            now_ms,
+            nwid,
+            member,
+            &mut |m| m.set_authorized_by_api(authorized, now_ms),
+            rng,
+        )
+    }
+
+    /// Changes a member with `change`, as one atomic read-modify-write of the store
+    /// ([`Store::update_member`]; a fresh record when there is none): unlike
+    /// [`Self::upsert_member`], which saves a whole record read earlier, concurrent changes of
+    /// different fields from several controllers sharing one database are all kept. `change`
+    /// gets the stored record (it runs once per call with the back-ends here); pushes / revokes
+    /// if the record changed. Audited like [`Self::upsert_member`].
+    pub fn update_member(
+        &mut self,
+        now_ms: i64,
+        nwid: NetworkId,
+        member: Address,
+        change: &mut dyn FnMut(&mut MemberRecord),
+        rng: &mut impl RngCore,
+    ) -> Result<MemberRecord, ControllerError> {
         let mut old = None;
         let saved = self
             .ctl
@@ -928,7 +964,7 @@ impl<S: Store> Admin<'_, S> {
             .update_member(nwid, member, &mut |stored| {
                 old.clone_from(&stored);
                 let mut m = stored.unwrap_or_else(|| MemberRecord::new(nwid, member, now_ms));
-                m.set_authorized_by_api(authorized, now_ms);
+                change(&mut m);
                 Some(m)
             })?
             .expect("the update always writes");

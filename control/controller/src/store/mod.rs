@@ -1,6 +1,8 @@
 //! Controller storage: the records (the JSON objects of the HTTP API and the file database), the
-//! [`Store`] trait every back-end implements, and the back-ends: [`MemoryStore`] and, with the
-//! `sqlite` feature (default), `sqlite::SqliteStore`. spec: controller.md §7.2, §7.3, §8
+//! [`Store`] trait every back-end implements, and the back-ends: [`MemoryStore`], with the
+//! `sqlite` feature (default) `sqlite::SqliteStore`, and with the `postgres` feature (default)
+//! `postgres::PostgresStore`. [`open_from_setting`] picks the back-end from the daemon's
+//! `settings.controllerDbPath`. spec: controller.md §7.2, §7.3, §8
 //!
 //! Besides networks and members a store keeps the data-protection records (see `DATA.md` at the
 //! repository root): recorded physical addresses of members ([`PhysicalAddressRecord`], only
@@ -15,6 +17,8 @@ use serde_json::{Value, json};
 use weft_wire::{Address, NetworkId};
 
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod records;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -66,8 +70,8 @@ pub struct Saved<T> {
 pub type MemberUpdate<'a> = dyn FnMut(Option<MemberRecord>) -> Option<MemberRecord> + 'a;
 
 /// Storage of networks, members, recorded physical addresses and the audit log.
-/// Implementations: [`MemoryStore`] (tests, embedded use), `sqlite::SqliteStore`; PostgreSQL
-/// later. The behaviour every back-end must have is the suite in `testsuite` (feature
+/// Implementations: [`MemoryStore`] (tests, embedded use), `sqlite::SqliteStore`,
+/// `postgres::PostgresStore` (several controllers on one database). The behaviour every back-end must have is the suite in `testsuite` (feature
 /// `testsuite`). The trait is object safe (`Box<dyn Store>` works).
 ///
 /// `put_*` must follow §8.3: compare the new record with the stored one ignoring `revision`; if
@@ -259,6 +263,76 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn export_member(&self, nwid: NetworkId, member: Address) -> Result<Value, StoreError> {
         (**self).export_member(nwid, member)
     }
+}
+
+/// The file name of the SQLite database in the home folder when `controllerDbPath` is unset.
+pub const DEFAULT_DB_FILE: &str = "controller.db";
+
+/// Whether a `controllerDbPath` setting names a PostgreSQL database: it starts with
+/// `postgres:` (ZeroTier's form, `postgres:host=… dbname=…`) or `postgresql://`.
+/// spec: controller.md §8.4, service.md §3.1
+pub fn is_postgres_setting(db_path: &str) -> bool {
+    let s = db_path.trim_start();
+    s.starts_with("postgres:") || s.starts_with("postgresql://")
+}
+
+/// Opens the store the daemon's `settings.controllerDbPath` names (spec: service.md §3.1,
+/// controller.md §8.4):
+///
+/// * unset: SQLite at `<home>/controller.db`;
+/// * starting with `postgres:` or `postgresql://`: PostgreSQL (`postgres::PostgresStore`; the
+///   rest is a libpq `key=value` string or the URL), migrated to the current schema;
+/// * anything else: a SQLite file at that path (relative to `home`).
+///
+/// The reference's default (`<home>/controller.d`, a folder of JSON files) is not a SQLite
+/// file; a setting that names an existing folder is refused rather than misread.
+pub fn open_from_setting(
+    db_path: Option<&str>,
+    home: &std::path::Path,
+) -> Result<Box<dyn Store + Send>, StoreError> {
+    match db_path.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) if is_postgres_setting(s) => open_postgres(s),
+        Some(path) => open_sqlite(&home.join(path)),
+        None => open_sqlite(&home.join(DEFAULT_DB_FILE)),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(setting: &str) -> Result<Box<dyn Store + Send>, StoreError> {
+    Ok(Box::new(postgres::PostgresStore::connect(setting)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_setting: &str) -> Result<Box<dyn Store + Send>, StoreError> {
+    Err(StoreError::Backend {
+        reason: "controllerDbPath names PostgreSQL, but this build has no PostgreSQL support \
+                 (cargo feature `postgres`)"
+            .into(),
+    })
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(path: &std::path::Path) -> Result<Box<dyn Store + Send>, StoreError> {
+    if path.is_dir() {
+        return Err(StoreError::Backend {
+            reason: format!(
+                "controllerDbPath {} is a folder (a file database?); weft needs a SQLite file \
+                 path or a postgres: setting",
+                path.display()
+            ),
+        });
+    }
+    Ok(Box::new(sqlite::SqliteStore::open(path)?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(path: &std::path::Path) -> Result<Box<dyn Store + Send>, StoreError> {
+    Err(StoreError::Backend {
+        reason: format!(
+            "{}: this build has no SQLite support (cargo feature `sqlite`)",
+            path.display()
+        ),
+    })
 }
 
 /// A record with a revision counter (the §8.3 save rule).
@@ -478,5 +552,50 @@ impl AuditEntry {
             "details": self.details,
             "erased": self.erased,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_select_the_back_end() {
+        for s in [
+            "postgres:host=/x dbname=y",
+            "postgresql://u@h/db",
+            " postgres://u@h/db",
+        ] {
+            assert!(is_postgres_setting(s), "{s}");
+        }
+        for s in [
+            "/var/lib/weft/controller.db",
+            "controller.d",
+            "postgresdb.sqlite",
+        ] {
+            assert!(!is_postgres_setting(s), "{s}");
+        }
+        let home = tempfile::tempdir().unwrap();
+        // unset: SQLite in the home folder
+        let mut s = open_from_setting(None, home.path()).unwrap();
+        s.put_network(NetworkRecord::new(NetworkId(0x7c55a8da82c90312), 1))
+            .unwrap();
+        assert!(home.path().join(DEFAULT_DB_FILE).is_file());
+        // a relative path is under the home folder; a folder is refused
+        open_from_setting(Some("other.db"), home.path()).unwrap();
+        assert!(home.path().join("other.db").is_file());
+        std::fs::create_dir(home.path().join("controller.d")).unwrap();
+        let Err(err) = open_from_setting(Some("controller.d"), home.path()) else {
+            panic!("a folder opened as SQLite");
+        };
+        assert!(err.to_string().contains("is a folder"), "{err}");
+        // PostgreSQL: connecting is attempted (here to a socket that does not exist)
+        let Err(err) = open_from_setting(
+            Some("postgres:host=/nonexistent/weft dbname=x"),
+            home.path(),
+        ) else {
+            panic!("connected to nothing");
+        };
+        assert!(matches!(err, StoreError::Backend { .. }), "{err}");
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn info_answer(now: Timestamp, ready: bool) -> CtlAnswer {
 /// The controller and its file database. `R` is its randomness (network ids, revocation ids);
 /// the daemon uses the OS generator, tests a seeded one.
 pub(crate) struct Ctl<R: RngCore = OsRng> {
-    ctl: Controller<FileStore>,
+    ctl: Controller<Box<dyn Store + Send>>,
     rng: R,
 }
 
@@ -140,16 +140,47 @@ impl<R: RngCore> std::fmt::Debug for Ctl<R> {
 }
 
 impl Ctl {
-    /// Opens the controller with the records found in `<home>/controller.d/`.
-    pub(crate) fn open(home: &Home, identity: Identity) -> Result<Ctl> {
-        Ctl::open_at(&home.path("controller.d"), identity, OsRng)
+    /// Opens the controller's database: `settings.controllerDbPath` from local.conf when set
+    /// (`postgres:…`/`postgresql://…` for PostgreSQL, else an SQLite file relative to the home),
+    /// otherwise SQLite at `<home>/controller.db` (the default; zero setup). A home that has a
+    /// 1.14 `controller.d/` and no database yet is imported once (controller.d is left as it
+    /// is). spec: controller.md §8, service.md §3.1 (weft's default differs: SQLite)
+    pub(crate) fn open(home: &Home, identity: Identity, db_path: Option<&str>) -> Result<Ctl> {
+        let legacy = home.path("controller.d");
+        let fresh_default =
+            db_path.is_none() && !home.path(weft_controller::store::DEFAULT_DB_FILE).exists();
+        let mut store = weft_controller::store::open_from_setting(db_path, &home.dir)
+            .context("controller database")?;
+        if fresh_default && legacy.join("network").is_dir() {
+            let old = FileStore::open(&legacy).context("reading controller.d")?;
+            let mut n = 0;
+            for nwid in old.networks()? {
+                if let Some(net) = old.network(nwid)? {
+                    store.put_network(net)?;
+                }
+                for m in old.members(nwid)? {
+                    store.put_member(m)?;
+                    n += 1;
+                }
+            }
+            eprintln!(
+                "weft: imported controller.d ({} networks, {n} members) into {}",
+                old.networks()?.len(),
+                weft_controller::store::DEFAULT_DB_FILE
+            );
+        }
+        let ctl = Controller::new(identity, store).context("controller identity")?;
+        Ok(Ctl { ctl, rng: OsRng })
     }
 }
 
 impl<R: RngCore> Ctl<R> {
-    /// Opens the controller over the file database in `dir` (created if missing).
+    /// Opens the controller over the file database in `dir` (created if missing); the golden
+    /// tests use it.
+    #[cfg(test)]
     pub(crate) fn open_at(dir: &Path, identity: Identity, rng: R) -> Result<Ctl<R>> {
-        let store = FileStore::open(dir).context("controller database")?;
+        let store: Box<dyn Store + Send> =
+            Box::new(FileStore::open(dir).context("controller database")?);
         let ctl = Controller::new(identity, store).context("controller identity")?;
         Ok(Ctl { ctl, rng })
     }

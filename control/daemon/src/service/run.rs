@@ -708,7 +708,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         );
         let (tap_tx, mut tap_rx) = tokio::sync::mpsc::channel(ports::TAP_QUEUE);
         let devicemap = std::fs::read_to_string(home.path("devicemap")).ok();
-        let ctl = Ctl::open(&home, identity_for_ctl)?;
+        let db_path = conf.raw["settings"]["controllerDbPath"].as_str().map(str::to_owned);
+        let ctl = Ctl::open(&home, identity_for_ctl, db_path.as_deref())?;
         let mut svc = Service {
             home,
             node,

@@ -632,3 +632,45 @@ async fn golden_state_survives_reload() {
     let addr = "0a33989140".parse().unwrap();
     assert_eq!(store.member(nwid, addr).unwrap().unwrap().to_json(), m);
 }
+
+/// A home with a 1.14 `controller.d/` and no database: the default SQLite database is created
+/// and the records are imported once; a second open does not import again.
+#[test]
+fn controller_d_is_imported_into_sqlite_once() {
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
+    assert!(
+        vectors.is_dir(),
+        "the reference vectors are needed: {}",
+        vectors.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let home = crate::service::home::Home::open(dir.path()).unwrap();
+    let src = vectors.join("capture/controller/controller.d/network");
+    let dst = dir
+        .path()
+        .join("controller.d/network/9cbc6fc0984c4142/member");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(
+        src.join("9cbc6fc0984c4142.json"),
+        dir.path()
+            .join("controller.d/network/9cbc6fc0984c4142.json"),
+    )
+    .unwrap();
+    for m in ["f6372234a7", "1b56912874"] {
+        std::fs::copy(
+            src.join(format!("9cbc6fc0984c4142/member/{m}.json")),
+            dst.join(format!("{m}.json")),
+        )
+        .unwrap();
+    }
+    let ctl = Ctl::open(&home, identity(), None).unwrap();
+    assert!(dir.path().join("controller.db").is_file());
+    let nwid: weft_wire::NetworkId = "9cbc6fc0984c4142".parse().unwrap();
+    assert_eq!(ctl.ctl.store().networks().unwrap(), vec![nwid]);
+    assert_eq!(ctl.ctl.store().members(nwid).unwrap().len(), 2);
+    drop(ctl);
+    // the database exists now: nothing is imported twice (a changed file would not come back)
+    std::fs::remove_file(dst.join("f6372234a7.json")).unwrap();
+    let ctl = Ctl::open(&home, identity(), None).unwrap();
+    assert_eq!(ctl.ctl.store().members(nwid).unwrap().len(), 2);
+}
