@@ -14,6 +14,7 @@ mod golden;
 mod input;
 
 use std::net::SocketAddr;
+#[cfg(test)]
 use std::path::Path;
 
 use anyhow::{Context, Result};

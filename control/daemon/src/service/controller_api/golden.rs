@@ -637,7 +637,7 @@ async fn golden_state_survives_reload() {
 /// and the records are imported once; a second open does not import again.
 #[test]
 fn controller_d_is_imported_into_sqlite_once() {
-    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
     assert!(
         vectors.is_dir(),
         "the reference vectors are needed: {}",
