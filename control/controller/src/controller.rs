@@ -6,7 +6,7 @@
 //! helpers, which do both), [`Controller::handle_timeout`] when [`Controller::poll_timeout`]
 //! says so, and after each call drains [`Controller::poll_output`] and sends what it returns.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use rand_core::RngCore;
@@ -136,7 +136,16 @@ pub struct Controller<S: Store> {
     config: ControllerConfig,
     /// When the oldest retained physical address or audit entry expires, if any.
     next_expiry_ms: Option<i64>,
+    /// Per network: the §3 step 2 summary and when it was read from the store. Reading every
+    /// member on every request would make request cost grow with the network; the summary is
+    /// re-read at most every [`SUMMARY_TTL_MS`] (so changes made by other controllers on a shared
+    /// database show within that), dropped on this controller's own member changes, and extended
+    /// with what this controller saves.
+    summaries: HashMap<NetworkId, (i64, NetworkSummary)>,
 }
+
+/// How long a cached network summary is used before it is read again.
+const SUMMARY_TTL_MS: i64 = 2_000;
 
 impl<S: Store> Controller<S> {
     /// A controller signing with `identity` (must hold its private key) over `store`, with the
@@ -160,6 +169,7 @@ impl<S: Store> Controller<S> {
             identity,
             store,
             status: BTreeMap::new(),
+            summaries: HashMap::new(),
             sso_checks: BTreeSet::new(),
             outputs: VecDeque::new(),
             config,
@@ -498,13 +508,25 @@ impl<S: Store> Controller<S> {
             }
         }
         // 10: build, save, send
-        let summary = NetworkSummary::of(&self.store.members(nwid)?);
+        let fresh = self
+            .summaries
+            .get(&nwid)
+            .is_some_and(|(t, _)| (0..SUMMARY_TTL_MS).contains(&(now_ms - t)));
+        if !fresh {
+            let summary = NetworkSummary::of(&self.store.members(nwid)?);
+            self.summaries.insert(nwid, (now_ms, summary));
+        }
+        let summary = &self
+            .summaries
+            .get(&nwid)
+            .expect("inserted above when missing or stale")
+            .1;
         let plan = plan::plan(
             now_ms,
             &network,
             &mut member,
             new_member,
-            &summary,
+            summary,
             metadata,
             rng,
         );
@@ -516,6 +538,14 @@ impl<S: Store> Controller<S> {
                 return Ok(());
             }
         };
+        if let Some((_, sum)) = self.summaries.get_mut(&nwid) {
+            // what this request allocated counts at once for the next requests
+            sum.allocated.extend(member.ip_assignments.iter().copied());
+            if member.active_bridge && !sum.active_bridges.contains(&member.address) {
+                sum.active_bridges.push(member.address);
+                sum.active_bridges.sort();
+            }
+        }
         self.store.put_member(member)?;
         self.status
             .entry((nwid, addr))
@@ -595,6 +625,7 @@ impl<S: Store> Controller<S> {
         for m in members {
             self.revoke(now_ms, nwid, m.address, rng);
         }
+        self.summaries.remove(&nwid);
         self.status.retain(|(n, _), _| *n != nwid);
         self.sso_checks.retain(|(_, n, _)| *n != nwid);
     }
@@ -610,6 +641,8 @@ impl<S: Store> Controller<S> {
         old: Option<&MemberRecord>,
         rng: &mut impl RngCore,
     ) -> Result<(), ControllerError> {
+        // its IPs or bridge flag may have changed: read the summary again on the next request
+        self.summaries.remove(&nwid);
         let current = self.store.member(nwid, member)?;
         let now_authorized = current.as_ref().is_some_and(|m| m.authorized);
         if old.is_some_and(|o| o.authorized) && !now_authorized {

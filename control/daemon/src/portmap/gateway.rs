@@ -45,8 +45,10 @@ pub(crate) struct Targets {
     pub(crate) lease_secs: u32,
     /// Try UPnP IGD.
     pub(crate) upnp: bool,
-    /// Try PCP, then NAT-PMP.
+    /// Try PCP (falling back to NAT-PMP when the gateway asks for it).
     pub(crate) pmp: bool,
+    /// Try NAT-PMP (RFC 6886) directly: when PCP is off, or after PCP failed.
+    pub(crate) natpmp: bool,
 }
 
 /// The UPnP multicast group and port. (UPnP Device Architecture 1.1 §1.1)
@@ -113,16 +115,24 @@ fn local_ip_towards(to: IpAddr) -> Option<IpAddr> {
 /// One round: PCP/NAT-PMP to the default gateway, then UPnP. The first mapping wins.
 pub(crate) async fn map(t: &Targets, port: NonZeroU16) -> Result<Lease, Failure> {
     let mut failure = Failure::NoGateway;
-    if t.pmp {
+    if t.pmp || t.natpmp {
         let gw = t.pmp_gateway.or_else(|| {
             std::fs::read_to_string("/proc/net/route")
                 .ok()
                 .and_then(|s| default_gateway(&s))
         });
         if let Some(gw) = gw {
-            match map_pmp(t, gw, port).await {
-                Ok(l) => return Ok(l),
-                Err(f) => failure = failure.merge(f),
+            if t.pmp {
+                match map_pmp(t, gw, port).await {
+                    Ok(l) => return Ok(l),
+                    Err(f) => failure = failure.merge(f),
+                }
+            }
+            if t.natpmp {
+                match map_natpmp(t, gw, port).await {
+                    Ok(l) => return Ok(l),
+                    Err(f) => failure = failure.merge(f),
+                }
             }
         }
     }
@@ -177,6 +187,28 @@ async fn map_pmp(t: &Targets, gw: Ipv4Addr, port: NonZeroU16) -> Result<Lease, F
     Ok(Lease {
         protocol,
         external: SocketAddr::new(ip, m.external_port().get()),
+        lifetime: m.lifetime(),
+        kind: LeaseKind::Pmp(Box::new(m)),
+    })
+}
+
+/// NAT-PMP only (RFC 6886), for gateways whose PCP is missing or broken.
+async fn map_natpmp(t: &Targets, gw: Ipv4Addr, port: NonZeroU16) -> Result<Lease, Failure> {
+    let timeouts = pmp_timeouts(t.timeout);
+    let options = PortMappingOptions {
+        external_port: Some(port),
+        lifetime_seconds: Some(t.lease_secs),
+        timeout_config: Some(timeouts),
+    };
+    let m = crab_nat::natpmp::port_mapping(gw.into(), InternetProtocol::Udp, port, options)
+        .await
+        .map_err(|e| pmp_failure(&e.into()))?;
+    let ip = crab_nat::natpmp::external_address(gw.into(), Some(timeouts))
+        .await
+        .map_err(|e| pmp_failure(&e.into()))?;
+    Ok(Lease {
+        protocol: Protocol::NatPmp,
+        external: SocketAddr::new(IpAddr::V4(ip), m.external_port().get()),
         lifetime: m.lifetime(),
         kind: LeaseKind::Pmp(Box::new(m)),
     })

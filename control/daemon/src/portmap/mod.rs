@@ -140,6 +140,16 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// Restricts the protocols tried to `names` (`upnp`, `pcp`, `natpmp`), from local.conf's
+    /// `settings.portMappingProtocols` (weft extension; all three by default).
+    pub(crate) fn with_protocols(mut self, names: &[String]) -> Config {
+        let has = |n: &str| names.iter().any(|x| x.eq_ignore_ascii_case(n));
+        self.targets.upnp = has("upnp");
+        self.targets.pmp = has("pcp");
+        self.targets.natpmp = has("natpmp");
+        self
+    }
+
     /// The production settings for `port`: UPnP on the LAN, PCP/NAT-PMP to the default gateway.
     pub(crate) fn new(port: NonZeroU16) -> Config {
         Config {
@@ -151,6 +161,7 @@ impl Config {
                 lease_secs: LEASE_SECS,
                 upnp: true,
                 pmp: true,
+                natpmp: true,
             },
             retry_min: RETRY_MIN,
             retry_max: RETRY_MAX,

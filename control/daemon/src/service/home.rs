@@ -36,6 +36,8 @@ pub(crate) struct LocalConf {
     pub(crate) port_mapping: bool,
     /// `settings.tertiaryPort` (0 or absent = random). spec: vl1.md §0.1
     pub(crate) tertiary_port: u16,
+    /// `settings.portMappingProtocols` (weft): which of `upnp`, `pcp`, `natpmp` to try.
+    pub(crate) port_mapping_protocols: Vec<String>,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -55,6 +57,7 @@ impl Default for LocalConf {
             allow_management_from: Vec::new(),
             port_mapping: true,
             tertiary_port: 0,
+            port_mapping_protocols: vec!["pcp".into(), "natpmp".into(), "upnp".into()],
         }
     }
 }
@@ -339,6 +342,22 @@ impl Home {
         let primary_port = port("primaryPort")?;
         let tertiary_port = port("tertiaryPort")?.unwrap_or(0);
         let port_mapping = bool_setting(settings, "portMappingEnabled", true)?;
+        let port_mapping_protocols = match &settings["portMappingProtocols"] {
+            Value::Null => LocalConf::default().port_mapping_protocols,
+            Value::Array(a) => {
+                let mut v = Vec::new();
+                for (i, x) in a.iter().enumerate() {
+                    match x.as_str() {
+                        Some(p @ ("upnp" | "pcp" | "natpmp")) => v.push(p.to_string()),
+                        _ => bail!(
+                            "local.conf: settings.portMappingProtocols[{i}] must be \"upnp\", \"pcp\" or \"natpmp\""
+                        ),
+                    }
+                }
+                v
+            }
+            _ => bail!("local.conf: settings.portMappingProtocols must be an array"),
+        };
         let mut bind = Vec::new();
         if let Some(a) = settings["bind"].as_array() {
             for (i, ip) in a.iter().enumerate() {
@@ -407,6 +426,7 @@ impl Home {
             tcp_fallback_relay,
             port_mapping,
             tertiary_port,
+            port_mapping_protocols,
         })
     }
 

@@ -725,7 +725,11 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             mapped_addresses: Vec::new(),
             portmap: tertiary
                 .and_then(NonZeroU16::new)
-                .map(|p| portmap::spawn(portmap::Config::new(p))),
+                .map(|p| {
+                    portmap::spawn(
+                        portmap::Config::new(p).with_protocols(&conf.port_mapping_protocols),
+                    )
+                }),
             portmap_status: if tertiary.is_some() {
                 portmap::Status::searching()
             } else {
