@@ -300,6 +300,12 @@ impl WeftNode {
         );
     }
 
+    /// Crashes the daemon: SIGKILL, no shutdown path runs.
+    pub fn kill(&mut self, lab: &Lab) {
+        let p = self.proc.take().expect("node not running");
+        lab.kill(p);
+    }
+
     /// Panics (with the daemon's stderr) when the daemon has exited.
     #[track_caller]
     pub fn assert_running(&self, lab: &Lab) {

@@ -160,6 +160,11 @@ impl Lab {
         self.tracked(p).kill_and_reap()
     }
 
+    /// Kills `p` at once (SIGKILL, no chance to clean up) and reaps it: a crash.
+    pub fn kill(&self, p: Proc) -> Option<ExitStatus> {
+        self.tracked(p).kill_and_reap()
+    }
+
     /// What `p` has written to stdout so far.
     pub fn stdout(&self, p: Proc) -> String {
         let path = self.tracked(p).stdout.clone();

@@ -564,6 +564,7 @@ pub(crate) fn router(
     token: String,
     metrics_token: String,
     allow: Vec<ipnet::IpNet>,
+    app_dir: Option<std::path::PathBuf>,
     tx: mpsc::Sender<ApiRequest>,
 ) -> Router {
     let ctx = Ctx {
@@ -572,8 +573,18 @@ pub(crate) fn router(
         allow: Arc::new(allow),
         tx,
     };
-    let open = Router::new()
-        .route("/health", get(health))
+    let mut open = Router::new().route("/health", get(health));
+    if let Some(dir) = app_dir {
+        // `settings.enableWebServer`: `<home>/app` at `/app/` without a token, `index.html` for
+        // paths that are not files (single-page apps route on the client). spec: service.md §4.2
+        let index = dir.join("index.html");
+        open = open.nest_service(
+            "/app",
+            tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(index)),
+        );
+    }
+    let open = open
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             require_source,
@@ -644,10 +655,11 @@ pub(crate) async fn serve(
     token: String,
     metrics_token: String,
     allow: Vec<ipnet::IpNet>,
+    app_dir: Option<std::path::PathBuf>,
     tx: mpsc::Sender<ApiRequest>,
 ) -> anyhow::Result<Vec<SocketAddr>> {
     let wide = !allow.is_empty();
-    let app = router(token, metrics_token, allow, tx);
+    let app = router(token, metrics_token, allow, app_dir, tx);
     let mut bound = Vec::new();
     let addrs = if wide {
         [
@@ -768,7 +780,7 @@ mod tests {
             seen
         });
         (
-            router("tok".into(), "mtok".into(), Vec::new(), tx),
+            router("tok".into(), "mtok".into(), Vec::new(), None, tx),
             loop_task,
         )
     }
@@ -986,6 +998,7 @@ mod tests {
             "tok".into(),
             "mtok".into(),
             vec!["192.0.2.0/24".parse().unwrap()],
+            None,
             tx,
         );
         let from = |ip: &str, uri: &str| {
@@ -1024,6 +1037,57 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             "/metrics has no source restriction"
         );
+    }
+
+    /// `/app`: files from the app folder without a token, `index.html` for everything else; off
+    /// unless configured. spec: service.md §4.2
+    #[tokio::test]
+    async fn app_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<html>spa</html>").unwrap();
+        std::fs::write(dir.path().join("app.js"), "console.log(1)").unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let app = router(
+            "tok".into(),
+            "mtok".into(),
+            Vec::new(),
+            Some(dir.path().to_path_buf()),
+            tx,
+        );
+        let get = |uri: &str| {
+            let app = app.clone();
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            async move {
+                let r = app.oneshot(req).await.unwrap();
+                let code = r.status();
+                let body = r.into_body().collect().await.unwrap().to_bytes();
+                (code, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        assert_eq!(
+            get("/app/app.js").await,
+            (StatusCode::OK, "console.log(1)".into())
+        );
+        assert_eq!(get("/app/").await.1, "<html>spa</html>");
+        assert_eq!(
+            get("/app/networks/1234").await,
+            (StatusCode::OK, "<html>spa</html>".into()),
+            "client-side routes fall back to index.html"
+        );
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let off = router("tok".into(), "mtok".into(), Vec::new(), None, tx);
+        let r = off
+            .oneshot(
+                Request::builder()
+                    .uri("/app/app.js")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
 
     /// `/network` and `/controller` routes: ids are checked before the loop is asked, bodies

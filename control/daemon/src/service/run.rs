@@ -646,11 +646,13 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         let token = home.auth_token()?;
         let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(64);
         let metrics_token = home.metrics_token()?;
+        let app_dir = (conf.raw["settings"]["enableWebServer"] == true).then(|| home.path("app"));
         let api_addrs = super::api::serve(
             port,
             token,
             metrics_token,
             conf.allow_management_from.clone(),
+            app_dir,
             api_tx,
         )
         .await?;

@@ -65,7 +65,7 @@ impl Harness {
             }
         });
         Harness {
-            app: router(TOKEN.into(), "metrics-token".into(), Vec::new(), tx),
+            app: router(TOKEN.into(), "metrics-token".into(), Vec::new(), None, tx),
             dir,
             log: Vec::new(),
         }
