@@ -679,14 +679,8 @@ impl Node {
         }
         let mut accepted_any = false;
         for com in parsed.coms {
-            let nwid = com.network_id();
-            let (Some(ctl), Some(n)) =
-                (self.controller_identity(nwid), self.networks.get_mut(&nwid))
-            else {
-                continue;
-            };
-            let to = com.issued_to();
-            accepted_any |= n.member(to).add_com(com, &ctl) == Accepted::New;
+            let (nwid, to) = (com.network_id(), com.issued_to());
+            accepted_any |= self.offer_credential(nwid, to, |m, ctl| m.add_com(com, ctl));
         }
         if !parsed.capabilities.is_empty() {
             // custody chains may name other members: look them up among known peers
@@ -704,25 +698,14 @@ impl Node {
                 }
             };
             for cap in parsed.capabilities {
-                let nwid = cap.network_id();
-                let (Some(ctl), Some(n)) =
-                    (self.controller_identity(nwid), self.networks.get_mut(&nwid))
-                else {
-                    continue;
-                };
-                let to = cap.issued_to();
-                accepted_any |= n.member(to).add_capability(cap, &ctl, &lookup) == Accepted::New;
+                let (nwid, to) = (cap.network_id(), cap.issued_to());
+                accepted_any |=
+                    self.offer_credential(nwid, to, |m, ctl| m.add_capability(cap, ctl, &lookup));
             }
         }
         for tag in parsed.tags {
-            let nwid = tag.network_id();
-            let (Some(ctl), Some(n)) =
-                (self.controller_identity(nwid), self.networks.get_mut(&nwid))
-            else {
-                continue;
-            };
-            let to = tag.issued_to();
-            accepted_any |= n.member(to).add_tag(tag, &ctl) == Accepted::New;
+            let (nwid, to) = (tag.network_id(), tag.issued_to());
+            accepted_any |= self.offer_credential(nwid, to, |m, ctl| m.add_tag(tag, ctl));
         }
         for rev in parsed.revocations {
             let nwid = rev.network_id();
@@ -755,14 +738,8 @@ impl Node {
             }
         }
         for coo in parsed.coos {
-            let nwid = coo.network_id();
-            let (Some(ctl), Some(n)) =
-                (self.controller_identity(nwid), self.networks.get_mut(&nwid))
-            else {
-                continue;
-            };
-            let to = coo.issued_to();
-            accepted_any |= n.member(to).add_coo(coo, &ctl) == Accepted::New;
+            let (nwid, to) = (coo.network_id(), coo.issued_to());
+            accepted_any |= self.offer_credential(nwid, to, |m, ctl| m.add_coo(coo, ctl));
         }
         if accepted_any && !self.held.is_empty() && self.retrying_held.is_none() {
             self.retry_held(now);
@@ -1065,14 +1042,24 @@ impl Node {
 
     /// A COM offered inline (GATHER): stored for its member if valid.
     fn offer_com(&mut self, com: Com) {
-        let nwid = com.network_id();
-        let Some(ctl) = self.controller_identity(nwid) else {
-            return;
+        let (nwid, to) = (com.network_id(), com.issued_to());
+        self.offer_credential(nwid, to, |m, ctl| m.add_com(com, ctl));
+    }
+
+    /// Hands a credential for member `to` of `nwid` to its membership record (with the
+    /// network's controller identity for verification); `true` if it was new. Networks we have
+    /// not joined, or whose controller we do not know, are ignored.
+    fn offer_credential(
+        &mut self,
+        nwid: NetworkId,
+        to: Address,
+        add: impl FnOnce(&mut crate::network::membership::Membership, &Identity) -> Accepted,
+    ) -> bool {
+        let (Some(ctl), Some(n)) = (self.controller_identity(nwid), self.networks.get_mut(&nwid))
+        else {
+            return false;
         };
-        if let Some(n) = self.networks.get_mut(&nwid) {
-            let to = com.issued_to();
-            n.member(to).add_com(com, &ctl);
-        }
+        add(n.member(to), &ctl) == Accepted::New
     }
 
     /// Roots, and controllers for members they configured, remember LIKEs for networks they have
