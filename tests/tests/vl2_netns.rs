@@ -509,6 +509,15 @@ fn data_plane_restart_keeps_traffic() {
         std::thread::sleep(Duration::from_millis(200));
     }
     ping_works(lab, a, b_v4, Duration::from_secs(20));
+    // the new data plane serves the TAP: it holds a /dev/net/tun descriptor passed to it
+    let new_pid = a.api_get(lab, "/status")["dataPlane"]["pid"]
+        .as_u64()
+        .unwrap();
+    let holds_tun = std::fs::read_dir(format!("/proc/{new_pid}/fd"))
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "/dev/net/tun"));
+    assert!(holds_tun, "the data plane does not hold the TAP");
     let n = network(lab, a, &nwid);
     assert_eq!(n["status"], "OK", "{n}");
     let _ = (&w.root, &w.ctl);

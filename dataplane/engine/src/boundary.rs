@@ -57,6 +57,25 @@ pub enum ToDataPlane {
     },
     /// Stop.
     Shutdown,
+    /// Serve the TAP whose descriptor travels with this record (SCM_RIGHTS).
+    AttachTap {
+        /// Network id.
+        nwid: u64,
+        /// Interface name (informational).
+        name: String,
+    },
+    /// Stop serving a network's TAP.
+    DetachTap {
+        /// Network id.
+        nwid: u64,
+    },
+    /// Write an Ethernet frame to a network's TAP.
+    TapWrite {
+        /// Network id.
+        nwid: u64,
+        /// The frame.
+        frame: Vec<u8>,
+    },
 }
 
 /// From the data plane to the control plane.
@@ -89,6 +108,13 @@ pub enum ToControlPlane {
     },
     /// Counters.
     Stats(EngineStats),
+    /// An Ethernet frame read from a network's TAP.
+    TapFrame {
+        /// Network id.
+        nwid: u64,
+        /// The frame.
+        frame: Vec<u8>,
+    },
 }
 
 struct R<'a> {
@@ -216,6 +242,20 @@ impl ToDataPlane {
                 out.extend_from_slice(data);
             }
             ToDataPlane::Shutdown => out.push(4),
+            ToDataPlane::AttachTap { nwid, name } => {
+                out.push(5);
+                out.extend_from_slice(&nwid.to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
+            ToDataPlane::DetachTap { nwid } => {
+                out.push(6);
+                out.extend_from_slice(&nwid.to_be_bytes());
+            }
+            ToDataPlane::TapWrite { nwid, frame } => {
+                out.push(7);
+                out.extend_from_slice(&nwid.to_be_bytes());
+                out.extend_from_slice(frame);
+            }
         }
         out
     }
@@ -267,6 +307,15 @@ impl ToDataPlane {
                 data: r.rest(),
             },
             4 => ToDataPlane::Shutdown,
+            5 => ToDataPlane::AttachTap {
+                nwid: r.u64()?,
+                name: String::from_utf8_lossy(&r.rest()).into_owned(),
+            },
+            6 => ToDataPlane::DetachTap { nwid: r.u64()? },
+            7 => ToDataPlane::TapWrite {
+                nwid: r.u64()?,
+                frame: r.rest(),
+            },
             _ => return Err(BoundaryError::Invalid("type")),
         })
     }
@@ -304,6 +353,11 @@ impl ToControlPlane {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
+            ToControlPlane::TapFrame { nwid, frame } => {
+                out.push(15);
+                out.extend_from_slice(&nwid.to_be_bytes());
+                out.extend_from_slice(frame);
+            }
         }
         out
     }
@@ -331,6 +385,10 @@ impl ToControlPlane {
                 up: r.u64()?,
                 dropped: r.u64()?,
             }),
+            15 => ToControlPlane::TapFrame {
+                nwid: r.u64()?,
+                frame: r.rest(),
+            },
             _ => return Err(BoundaryError::Invalid("type")),
         })
     }
@@ -423,6 +481,10 @@ mod tests {
                 up: 2,
                 dropped: 3,
             }),
+            ToControlPlane::TapFrame {
+                nwid: 0xff00160016000000,
+                frame: vec![1; 60],
+            },
         ] {
             assert_eq!(ToControlPlane::decode(&m.encode()).unwrap(), m);
         }

@@ -7,21 +7,26 @@
 //! sessions (the keys live here), paths resume with the next packets.
 //! spec: shared/design/architecture.md ("The boundary between the planes")
 
+use std::collections::HashMap;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
-
 use tokio::sync::mpsc;
+use tokio_seqpacket::ancillary::{AncillaryMessageWriter, OwnedAncillaryMessage};
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use weft_engine::boundary::{BOUNDARY_VERSION, MAX_MESSAGE, ToControlPlane, ToDataPlane};
+use weft_engine::io::tap::Tap;
 use weft_engine::{Engine, EngineStats, Tables, Verdict};
 use weft_proto::{LocalSocket, Transmit};
+use weft_wire::NetworkId;
 
 /// UDP receive/send buffer size asked for.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -106,18 +111,38 @@ const WRITE_QUEUE: usize = 8192;
 /// send buffer at once they would wait for each other forever.
 struct Conn {
     sock: Arc<UnixSeqpacket>,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Out>,
     drops: u64,
+}
+
+/// A record for the other plane, with a descriptor to pass along (SCM_RIGHTS) or not.
+enum Out {
+    Plain(Vec<u8>),
+    WithFd(Vec<u8>, OwnedFd),
 }
 
 impl Conn {
     fn new(sock: UnixSeqpacket) -> Conn {
         let sock = Arc::new(sock);
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Out>(WRITE_QUEUE);
         let w = sock.clone();
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
-                if w.send(&m).await.is_err() {
+                let r = match m {
+                    Out::Plain(b) => w.send(&b).await,
+                    Out::WithFd(b, fd) => {
+                        let mut cmsg = [0u8; 64];
+                        let mut anc = AncillaryMessageWriter::new(&mut cmsg);
+                        match anc.add_fds(&[fd.as_fd()]) {
+                            Ok(()) => {
+                                w.send_vectored_with_ancillary(&[IoSlice::new(&b)], &mut anc)
+                                    .await
+                            }
+                            Err(e) => Err(std::io::Error::other(format!("{e:?}"))),
+                        }
+                    }
+                };
+                if r.is_err() {
                     return;
                 }
             }
@@ -127,13 +152,39 @@ impl Conn {
 
     /// Queues a record; drops it when the queue is full.
     fn send(&mut self, m: Vec<u8>) {
-        if self.tx.try_send(m).is_err() {
+        if self.tx.try_send(Out::Plain(m)).is_err() {
             self.drops += 1;
         }
     }
 
+    /// Queues a record carrying a descriptor (never dropped silently: reported).
+    fn send_fd(&mut self, m: Vec<u8>, fd: OwnedFd) -> bool {
+        self.tx.try_send(Out::WithFd(m, fd)).is_ok()
+    }
+
+    /// A sender for other tasks (frames read from TAPs), with the same drop-when-full rule.
+    fn sender(&self) -> mpsc::Sender<Out> {
+        self.tx.clone()
+    }
+
     async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.sock.recv(buf).await
+    }
+
+    /// Receives a record and the descriptors passed with it.
+    async fn recv_with_fds(&self, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+        let mut cmsg = [0u8; 128];
+        let (n, anc) = self
+            .sock
+            .recv_vectored_with_ancillary(&mut [IoSliceMut::new(buf)], &mut cmsg)
+            .await?;
+        let mut fds = Vec::new();
+        for m in anc.into_messages() {
+            if let OwnedAncillaryMessage::FileDescriptors(f) = m {
+                fds.extend(f);
+            }
+        }
+        Ok((n, fds))
     }
 }
 
@@ -159,6 +210,8 @@ pub(crate) enum Inbound {
     },
     /// A relayed packet head between these two (introductions).
     Relayed(weft_wire::Address, weft_wire::Address),
+    /// A frame the data plane read from a network's TAP.
+    TapFrame(NetworkId, Vec<u8>),
     /// Nothing for the core (a relayed datagram, a restart, counters).
     Nothing,
 }
@@ -186,6 +239,8 @@ pub(crate) struct Remote {
     stats: EngineStats,
     restarts: u64,
     buf: Vec<u8>,
+    /// The TAPs the data plane serves (passed again after a restart).
+    taps: HashMap<u64, Arc<Tap>>,
 }
 
 /// The data plane, in either form.
@@ -285,6 +340,7 @@ impl DataPlane {
             stats: EngineStats::default(),
             restarts: 0,
             buf: vec![0u8; MAX_MESSAGE],
+            taps: HashMap::new(),
         })))
     }
 
@@ -335,6 +391,42 @@ impl DataPlane {
                 .encode();
                 r.conn.send(msg);
             }
+        }
+    }
+
+    /// Whether the data-plane process serves the TAPs (else this process does).
+    pub(crate) fn serves_taps(&self) -> bool {
+        matches!(self, DataPlane::Remote(_))
+    }
+
+    /// Hands a network's TAP to the data-plane process (a duplicate of its descriptor).
+    pub(crate) fn attach_tap(&mut self, nwid: NetworkId, tap: Arc<Tap>) {
+        if let DataPlane::Remote(r) = self {
+            r.attach(nwid.0, &tap);
+            r.taps.insert(nwid.0, tap);
+        }
+    }
+
+    /// Stops serving a network's TAP.
+    pub(crate) fn detach_tap(&mut self, nwid: NetworkId) {
+        if let DataPlane::Remote(r) = self
+            && r.taps.remove(&nwid.0).is_some()
+        {
+            r.conn
+                .send(ToDataPlane::DetachTap { nwid: nwid.0 }.encode());
+        }
+    }
+
+    /// Writes a frame to a network's TAP through the data-plane process.
+    pub(crate) fn tap_write(&mut self, nwid: NetworkId, frame: &[u8]) {
+        if let DataPlane::Remote(r) = self {
+            r.conn.send(
+                ToDataPlane::TapWrite {
+                    nwid: nwid.0,
+                    frame: frame.to_vec(),
+                }
+                .encode(),
+            );
         }
     }
 
@@ -392,6 +484,9 @@ impl DataPlane {
                         r.stats = s;
                         Inbound::Nothing
                     }
+                    Ok(ToControlPlane::TapFrame { nwid, frame }) => {
+                        Inbound::TapFrame(NetworkId(nwid), frame)
+                    }
                     _ => Inbound::Nothing,
                 },
                 _ => {
@@ -414,6 +509,25 @@ impl DataPlane {
 }
 
 impl Remote {
+    fn attach(&mut self, nwid: u64, tap: &Tap) {
+        let msg = ToDataPlane::AttachTap {
+            nwid,
+            name: tap.name().to_owned(),
+        }
+        .encode();
+        match tap.dup_fd() {
+            Ok(fd) => {
+                if !self.conn.send_fd(msg, fd) {
+                    eprintln!(
+                        "weft: data plane queue full: {} not handed over",
+                        tap.name()
+                    );
+                }
+            }
+            Err(e) => eprintln!("weft: cannot pass {} to the data plane: {e}", tap.name()),
+        }
+    }
+
     /// The data plane died (or closed its socket): start a new one on the same addresses and
     /// republish the tables. Retries every second until it works.
     async fn restart(&mut self) {
@@ -434,6 +548,11 @@ impl Remote {
                     self.restarts += 1;
                     let msg = ToDataPlane::Tables(self.tables.clone()).encode();
                     self.conn.send(msg);
+                    let taps: Vec<(u64, Arc<Tap>)> =
+                        self.taps.iter().map(|(n, t)| (*n, t.clone())).collect();
+                    for (nwid, tap) in taps {
+                        self.attach(nwid, &tap);
+                    }
                     eprintln!(
                         "weft: data plane restarted (pid {:?}), tables republished",
                         self.child.id()
@@ -493,6 +612,7 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         }
         drop_privileges();
         let mut conn = Conn::new(conn);
+        let mut taps: HashMap<u64, (Arc<Tap>, tokio::task::JoinHandle<()>)> = HashMap::new();
         let mut engine = Engine::new();
         let mut tables = Tables::default();
         let mut bufs: Vec<Vec<u8>> = sockets.iter().map(|_| vec![0u8; 16_384]).collect();
@@ -500,12 +620,40 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                r = conn.recv(&mut buf) => {
-                    let n = match r {
-                        Ok(n) if n > 0 => n,
+                r = conn.recv_with_fds(&mut buf) => {
+                    let (n, mut fds) = match r {
+                        Ok((n, fds)) if n > 0 => (n, fds),
                         _ => return Ok(std::process::ExitCode::SUCCESS),
                     };
                     match ToDataPlane::decode(&buf[..n]) {
+                        Ok(ToDataPlane::AttachTap { nwid, name }) => {
+                            let Some(fd) = fds.pop() else { continue };
+                            match Tap::from_fd(fd, &name) {
+                                Ok(tap) => {
+                                    let tap = Arc::new(tap);
+                                    let out = conn.sender();
+                                    let reader = tokio::spawn(super::ports::read_frames(tap.clone(), move |frame| {
+                                        let msg = ToControlPlane::TapFrame { nwid, frame }.encode();
+                                        let _ = out.try_send(Out::Plain(msg));
+                                    }));
+                                    if let Some((_, old)) = taps.insert(nwid, (tap, reader)) {
+                                        old.abort();
+                                    }
+                                }
+                                Err(e) => eprintln!("weft dataplane: TAP {name}: {e}"),
+                            }
+                        }
+                        Ok(ToDataPlane::DetachTap { nwid }) => {
+                            if let Some((_, reader)) = taps.remove(&nwid) {
+                                reader.abort();
+                            }
+                        }
+                        Ok(ToDataPlane::TapWrite { nwid, frame }) => {
+                            // a busy or missing port drops the frame
+                            if let Some((tap, _)) = taps.get(&nwid) {
+                                let _ = tap.write(&frame);
+                            }
+                        }
                         Ok(ToDataPlane::Tables(t)) => tables = t,
                         Ok(ToDataPlane::Send { local, to, ttl, data }) => {
                             for i in sockets_for(&addrs, local, to) {

@@ -37,12 +37,15 @@ pub(crate) struct Port {
     pub(crate) tap: Arc<Tap>,
     pub(crate) mtu: u32,
     pub(crate) applied: Applied,
-    reader: tokio::task::JoinHandle<()>,
+    /// The frame reader when frames are served here (`None` when the data plane serves them).
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Port {
     fn drop(&mut self) {
-        self.reader.abort();
+        if let Some(r) = &self.reader {
+            r.abort();
+        }
     }
 }
 
@@ -52,6 +55,9 @@ pub(crate) struct Ports {
     netlink: Option<Netlink>,
     frames: mpsc::Sender<(NetworkId, Vec<u8>)>,
     devicemap: Option<String>,
+    /// Whether frames are read and written here; false when the data-plane process serves the
+    /// TAPs (this process creates and configures them, and passes their descriptors on).
+    serve_frames: bool,
     /// Frames dropped because a TAP write failed or a queue was full.
     pub(crate) drops: u64,
 }
@@ -72,6 +78,7 @@ impl Ports {
     pub(crate) fn new(
         frames: mpsc::Sender<(NetworkId, Vec<u8>)>,
         devicemap: Option<String>,
+        serve_frames: bool,
     ) -> Self {
         let netlink = match Netlink::connect() {
             Ok(n) => Some(n),
@@ -85,23 +92,25 @@ impl Ports {
             netlink,
             frames,
             devicemap,
+            serve_frames,
             drops: 0,
         }
     }
 
-    /// Creates the TAP on the first config, or updates its MTU. spec: service.md §8.1
+    /// Creates the TAP on the first config, or updates its MTU; returns a new TAP (for the data
+    /// plane to serve). spec: service.md §8.1
     pub(crate) fn ensure(
         &mut self,
         nwid: NetworkId,
         own: weft_wire::Address,
         c: &NetworkConfig,
-    ) -> Result<()> {
+    ) -> Result<Option<Arc<Tap>>> {
         if let Some(p) = self.ports.get_mut(&nwid) {
             if p.mtu != c.mtu {
                 p.tap.set_mtu(c.mtu).context("set MTU")?;
                 p.mtu = c.mtu;
             }
-            return Ok(());
+            return Ok(None);
         }
         let name = choose_tap_name(nwid.0, self.devicemap.as_deref());
         let tap = Tap::create(&name, &TapOptions::default())
@@ -111,18 +120,24 @@ impl Ports {
         tap.set_mtu(c.mtu).context("set MTU")?;
         tap.set_up(true).context("bring up")?;
         let tap = Arc::new(tap);
-        let reader = tokio::spawn(read_frames(nwid, tap.clone(), self.frames.clone()));
+        let reader = self.serve_frames.then(|| {
+            let out = self.frames.clone();
+            tokio::spawn(read_frames(tap.clone(), move |f| {
+                // a full queue drops the frame, like a full NIC ring
+                let _ = out.try_send((nwid, f));
+            }))
+        });
         eprintln!("weft: network {:016x} on {}", nwid.0, tap.name());
         self.ports.insert(
             nwid,
             Port {
-                tap,
+                tap: tap.clone(),
                 mtu: c.mtu,
                 applied: Applied::default(),
                 reader,
             },
         );
-        Ok(())
+        Ok(Some(tap))
     }
 
     /// Removes a network's port (the TAP disappears when its descriptor closes).
@@ -230,8 +245,8 @@ impl Ports {
     }
 }
 
-/// Reads frames from a TAP and hands them to the service loop.
-async fn read_frames(nwid: NetworkId, tap: Arc<Tap>, out: mpsc::Sender<(NetworkId, Vec<u8>)>) {
+/// Reads frames from a TAP and hands each to `out` until the device fails.
+pub(crate) async fn read_frames(tap: Arc<Tap>, out: impl Fn(Vec<u8>)) {
     // `AsyncFd::new` is deprecated because a caller could close the descriptor while it is
     // registered. Here the registration owns the `Arc<Tap>` that owns the descriptor, so the
     // descriptor outlives the registration; the unsafe `register` would add nothing but
@@ -247,10 +262,7 @@ async fn read_frames(nwid: NetworkId, tap: Arc<Tap>, out: mpsc::Sender<(NetworkI
         };
         loop {
             match guard.try_io(|inner| inner.get_ref().0.read(&mut buf)) {
-                Ok(Ok(n)) => {
-                    // a full queue drops the frame, like a full NIC ring
-                    let _ = out.try_send((nwid, buf[..n].to_vec()));
-                }
+                Ok(Ok(n)) => out(buf[..n].to_vec()),
                 Ok(Err(_)) => return,
                 Err(_would_block) => break,
             }

@@ -148,7 +148,13 @@ impl Service {
             eprintln!("weft: cannot save network {:016x}: {e:#}", nwid.0);
         }
         match self.ports.ensure(nwid, self.node.address(), config) {
-            Ok(()) => self.node.set_port_error(nwid, false),
+            Ok(new_tap) => {
+                if let Some(tap) = new_tap {
+                    // the data-plane process reads and writes its frames
+                    self.dp.attach_tap(nwid, tap);
+                }
+                self.node.set_port_error(nwid, false)
+            }
             Err(e) => {
                 eprintln!("weft: network {:016x}: {e:#}", nwid.0);
                 self.node.set_port_error(nwid, true);
@@ -205,6 +211,7 @@ impl Service {
         if !self.node.leave(nwid) {
             return Value::Null;
         }
+        self.dp.detach_tap(nwid);
         self.ports.remove(nwid);
         self.net_settings.remove(&nwid);
         if let Err(e) = self.home.remove_network(nwid) {
@@ -241,6 +248,7 @@ impl Service {
                 self.node.handle_datagram(now_ms(), local, from, &data);
             }
             Inbound::Relayed(src, dst) => self.node.relayed(now_ms(), src, dst),
+            Inbound::TapFrame(nwid, frame) => self.node.handle_tap_frame(now_ms(), nwid, &frame),
             Inbound::Nothing => {}
         }
     }
@@ -248,7 +256,11 @@ impl Service {
     async fn on_event(&mut self, e: Event) {
         let r = match &e {
             Event::TapFrame { network_id, frame } => {
-                self.ports.write(*network_id, frame);
+                if self.dp.serves_taps() {
+                    self.dp.tap_write(*network_id, frame);
+                } else {
+                    self.ports.write(*network_id, frame);
+                }
                 Ok(())
             }
             Event::NetworkConfigured {
@@ -712,6 +724,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         let devicemap = std::fs::read_to_string(home.path("devicemap")).ok();
         let db_path = conf.raw["settings"]["controllerDbPath"].as_str().map(str::to_owned);
         let ctl = Ctl::open(&home, identity_for_ctl, db_path.as_deref())?;
+        let dp_serves_taps = dp.serves_taps();
         let mut svc = Service {
             home,
             node,
@@ -719,7 +732,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             settings,
             version,
             fallback,
-            ports: Ports::new(tap_tx, devicemap),
+            ports: Ports::new(tap_tx, devicemap, !dp_serves_taps),
             net_settings: HashMap::new(),
             ctl,
             ticks: 0,

@@ -93,6 +93,23 @@ impl Tap {
         Ok(Tap { fd, ctl, name })
     }
 
+    /// Wraps a TAP descriptor created elsewhere (passed by the control plane over a Unix
+    /// socket): reads and writes frames; `name` is informational. The descriptor must be an
+    /// attached TAP queue.
+    pub fn from_fd(fd: OwnedFd, name: &str) -> io::Result<Tap> {
+        let ctl = control_socket()?;
+        Ok(Tap {
+            fd,
+            ctl,
+            name: name.to_owned(),
+        })
+    }
+
+    /// A duplicate of the device descriptor (to pass to another process).
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// The interface name the kernel gave the device.
     pub fn name(&self) -> &str {
         &self.name
