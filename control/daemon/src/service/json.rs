@@ -175,3 +175,71 @@ pub(crate) fn network(
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use weft_wire::dictionary::Dictionary;
+    use weft_wire::mac::Mac;
+    use weft_wire::netconf::NetworkConfig;
+    use weft_wire::verbs::vl2::MulticastGroup;
+
+    use super::*;
+
+    /// The `/network/<nwid>` objects ZeroTier One 1.14.1 returned for the capture's members
+    /// (vectors capture/members/*/network-status.json) are reproduced exactly from the configs
+    /// those members saved. spec: service.md §4.4
+    #[test]
+    fn network_objects_match_the_reference() {
+        let base =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/capture/members");
+        assert!(
+            base.is_dir(),
+            "*** REFERENCE VECTORS NOT FOUND: {} ***",
+            base.display()
+        );
+        let mut checked = 0;
+        for (dir, addr) in [
+            ("a-f6372234a7", "f6372234a7"),
+            ("b-1b56912874", "1b56912874"),
+        ] {
+            let conf = std::fs::read(base.join(dir).join("9cbc6fc0984c4142.conf")).unwrap();
+            let want: Value = serde_json::from_slice(
+                &std::fs::read(base.join(dir).join("network-status.json")).unwrap(),
+            )
+            .unwrap();
+            let d = Dictionary::parse_with_capacity(&conf, 484_520).unwrap();
+            let config = NetworkConfig::from_dictionary(&d).unwrap();
+            let own: weft_wire::Address = addr.parse().unwrap();
+            let groups: Vec<MulticastGroup> = want["multicastSubscriptions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| MulticastGroup {
+                    mac: g["mac"].as_str().unwrap().parse::<Mac>().unwrap(),
+                    adi: g["adi"].as_u64().unwrap() as u32,
+                })
+                .collect();
+            let info = weft_proto::NetworkInfo {
+                network_id: config.network_id,
+                status: weft_proto::NetworkStatus::Ok,
+                config: Some(Arc::new(config.clone())),
+                multicast_subscriptions: groups,
+                authentication_url: None,
+                filter: Default::default(),
+            };
+            let got = network(
+                &info,
+                Mac::for_member(own, config.network_id),
+                want["portDeviceName"].as_str(),
+                &crate::host::managed::LocalNetSettings::default(),
+                own,
+            );
+            assert_eq!(got, want, "{dir}");
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+}
