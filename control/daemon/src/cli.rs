@@ -292,7 +292,7 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         } => return get(&c, network_id, property),
         ClientCommand::Dump => return dump(&c),
         ClientCommand::Join { network_id } | ClientCommand::Leave { network_id } => {
-            if network_id.len() != 16 || u64::from_str_radix(network_id, 16).is_err() {
+            if !valid_nwid(network_id) {
                 println!("invalid network id");
                 return Ok(ExitCode::from(2));
             }
@@ -414,8 +414,9 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn valid_nwid(s: &str) -> bool {
-    s.len() == 16 && u64::from_str_radix(s, 16).is_ok()
+/// A network id as the commands take it: exactly 16 hex digits.
+pub(crate) fn valid_nwid(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `set <nwid> <key>=<value>`: only the four local settings; prints the raw response.

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::cli::{Client, ClientOpts, Reply, pretty};
+use crate::cli::{Client, ClientOpts, Reply, pretty, valid_nwid};
 
 /// `weft controller`.
 #[derive(Debug, Args)]
@@ -315,10 +315,6 @@ fn member_rows(v: &Value) -> Vec<Vec<String>> {
         ]);
     }
     rows
-}
-
-fn valid_nwid(s: &str) -> bool {
-    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn valid_member(s: &str) -> bool {

@@ -272,12 +272,7 @@ async fn deorbit(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
 }
 
 fn parse_network_id(s: &str) -> Result<NetworkId, ApiError> {
-    if s.len() != 16 {
-        return Err(ApiError::BadNetworkId);
-    }
-    u64::from_str_radix(s, 16)
-        .map(NetworkId)
-        .map_err(|_| ApiError::BadNetworkId)
+    ctl_nwid(s).ok_or(ApiError::BadNetworkId)
 }
 
 async fn networks(State(ctx): State<Ctx>) -> ApiResult {
