@@ -17,6 +17,7 @@ use crate::peer::Peer;
 use crate::peer_cache::CachedPeer;
 use crate::{Event, LocalSocket, NodeConfig, Timestamp, Transmit};
 
+mod dataplane;
 mod filter;
 mod recv;
 mod relay;
@@ -216,7 +217,7 @@ pub struct Node {
     /// (network, member) → when the local controller last sent it a config.
     pub(crate) controller_auth: HashMap<(NetworkId, Address), Timestamp>,
     /// Last NETWORK_CREDENTIALS processed per sender.
-    pub(crate) credential_gate: HashMap<Address, Timestamp>,
+    pub(crate) credential_gate: HashMap<Address, (Timestamp, u32)>,
     /// Packets held for credentials (gate failures) or for a signer's identity.
     pub(crate) held: VecDeque<Held>,
     /// Set while held packets are being retried (their original arrival time).
@@ -321,35 +322,6 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> NodeStats {
         self.stats
-    }
-
-    /// The tables the data plane works from: our address, whether we relay, and per peer its
-    /// session key, cipher and the path sends would use now. Rebuild and publish after
-    /// [`Event::PeerAdded`] / [`Event::PathsChanged`] and periodically (paths age).
-    pub fn data_plane_tables(&self, now: Timestamp) -> weft_engine::Tables {
-        let peers = self
-            .peers
-            .iter()
-            .map(|(a, p)| {
-                let preferred = p.best_path(now).map(|i| weft_engine::PathEntry {
-                    local: p.paths[i].local.0,
-                    addr: p.paths[i].addr,
-                });
-                (
-                    *a,
-                    weft_engine::PeerEntry {
-                        key: p.key.clone(),
-                        cipher: p.cipher(),
-                        preferred,
-                    },
-                )
-            })
-            .collect();
-        weft_engine::Tables {
-            own: self.address(),
-            relay: self.is_upstream_itself(),
-            peers,
-        }
     }
 
     /// The data plane relayed a packet head from `source` to `dest`: introduce the two ends

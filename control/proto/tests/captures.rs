@@ -231,9 +231,9 @@ fn root_answers_like_the_reference_root() {
     let tables = root.data_plane_tables(now);
     assert!(tables.relay, "a root relays");
     let (d, _) = c.frame(45);
-    let mut engine = weft_engine::Engine::new();
+    let mut engine = weft_engine::Engine::default();
     let mut verdicts = Vec::new();
-    engine.process_rx(&tables, &[(d.src, &d.payload[..])], &mut verdicts);
+    engine.process_rx(&tables, 0, &[(d.src, &d.payload[..])], &mut verdicts);
     let weft_engine::Verdict::Relay {
         to,
         data,

@@ -10,13 +10,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use weft_wire::credential::{Capability, Coo};
 use weft_wire::crypto::PEER_KEY_LEN;
-use weft_wire::{Address, CipherSuite, InetAddress, PeerKey};
+use weft_wire::inet::TrustedPath;
+use weft_wire::netconf::NetworkConfig;
+use weft_wire::{Address, CipherSuite, InetAddress, NetworkId, PeerKey};
 
-use crate::{EngineStats, PathEntry, PeerEntry, Tables};
+use crate::{Activity, EngineStats, MemberEntry, NetworkEntry, PathEntry, PeerEntry, Tables};
 
 /// Version of this message set; both sides check it in the first message.
-pub const BOUNDARY_VERSION: u8 = 1;
+pub const BOUNDARY_VERSION: u8 = 2;
 /// Largest record (a datagram plus headers); SOCK_SEQPACKET buffers must allow it.
 pub const MAX_MESSAGE: usize = 70_000;
 
@@ -115,6 +118,18 @@ pub enum ToControlPlane {
         /// The frame.
         frame: Vec<u8>,
     },
+    /// A fragmented packet for the control plane, reassembled by the data plane (still armored).
+    UpPacket {
+        /// Local socket index.
+        local: u32,
+        /// Source.
+        from: SocketAddr,
+        /// The whole packet.
+        data: Vec<u8>,
+    },
+    /// What the fast path did since the last report (paths used, members heard from and sent
+    /// to), so the control plane keeps paths alive and credentials pushed.
+    Activity(Activity),
 }
 
 struct R<'a> {
@@ -198,6 +213,217 @@ fn cipher_of(b: u8) -> Result<CipherSuite, BoundaryError> {
     })
 }
 
+/// Most entries of any list in a record (peers, paths, networks, members, credentials).
+const MAX_ITEMS: usize = 1 << 20;
+
+fn count(r: &mut R<'_>) -> Result<usize, BoundaryError> {
+    let n = r.u32()? as usize;
+    if n > MAX_ITEMS || n > r.b.len().saturating_sub(r.i) {
+        return Err(BoundaryError::Invalid("count"));
+    }
+    Ok(n)
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u32).to_be_bytes());
+}
+
+fn put_path(out: &mut Vec<u8>, p: &PathEntry) {
+    out.extend_from_slice(&p.local.to_be_bytes());
+    put_addr(out, p.addr);
+}
+
+fn path(r: &mut R<'_>) -> Result<PathEntry, BoundaryError> {
+    Ok(PathEntry {
+        local: r.u32()?,
+        addr: r.addr()?,
+    })
+}
+
+fn put_blob(out: &mut Vec<u8>, b: &[u8]) {
+    put_count(out, b.len());
+    out.extend_from_slice(b);
+}
+
+fn blob<'a>(r: &mut R<'a>) -> Result<&'a [u8], BoundaryError> {
+    let n = count(r)?;
+    r.take(n)
+}
+
+fn encode_tables(t: &Tables, out: &mut Vec<u8>) {
+    out.extend_from_slice(&t.own.to_bytes());
+    out.push(u8::from(t.relay));
+    out.extend_from_slice(&t.physical_mtu.to_be_bytes());
+    put_count(out, t.trusted_paths.len());
+    for tp in &t.trusted_paths {
+        put_addr(out, SocketAddr::new(tp.network, 0));
+        out.push(tp.prefix);
+        out.extend_from_slice(&tp.id.to_be_bytes());
+    }
+    put_count(out, t.peers.len());
+    let mut peers: Vec<_> = t.peers.iter().collect();
+    peers.sort_by_key(|(a, _)| **a);
+    for (a, p) in peers {
+        out.extend_from_slice(&a.to_bytes());
+        out.extend_from_slice(p.key.as_bytes());
+        out.push(cipher_byte(p.cipher));
+        match &p.preferred {
+            Some(path) => {
+                out.push(1);
+                put_path(out, path);
+            }
+            None => out.push(0),
+        }
+        put_count(out, p.paths.len());
+        for path in &p.paths {
+            put_path(out, path);
+        }
+    }
+    put_count(out, t.networks.len());
+    let mut nets: Vec<_> = t.networks.iter().collect();
+    nets.sort_by_key(|(n, _)| **n);
+    for (nwid, n) in nets {
+        out.extend_from_slice(&nwid.0.to_be_bytes());
+        put_blob(out, &n.config.to_bytes());
+        put_count(out, n.members.len());
+        let mut members: Vec<_> = n.members.iter().collect();
+        members.sort_by_key(|(a, _)| **a);
+        for (a, m) in members {
+            out.extend_from_slice(&a.to_bytes());
+            out.push(u8::from(m.pushed));
+            put_count(out, m.tags.len());
+            for (id, v) in &m.tags {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            put_count(out, m.capabilities.len());
+            for c in &m.capabilities {
+                c.encode(out);
+            }
+            put_count(out, m.coos.len());
+            for c in &m.coos {
+                c.encode(out);
+            }
+        }
+    }
+}
+
+fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
+    let own = r.zt()?;
+    let relay = r.u8()? != 0;
+    let physical_mtu = r.u32()?;
+    let mut trusted_paths = Vec::new();
+    for _ in 0..count(r)? {
+        let network = r.addr()?.ip();
+        let prefix = r.u8()?;
+        let id = r.u64()?;
+        trusted_paths.push(TrustedPath {
+            network,
+            prefix,
+            id,
+        });
+    }
+    let n = count(r)?;
+    let mut peers = HashMap::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let a = r.zt()?;
+        let mut key = [0u8; PEER_KEY_LEN];
+        key.copy_from_slice(r.take(PEER_KEY_LEN)?);
+        let cipher = cipher_of(r.u8()?)?;
+        let preferred = match r.u8()? {
+            0 => None,
+            1 => Some(path(r)?),
+            _ => return Err(BoundaryError::Invalid("path flag")),
+        };
+        let paths = (0..count(r)?).map(|_| path(r)).collect::<Result<_, _>>()?;
+        peers.insert(
+            a,
+            PeerEntry {
+                key: Arc::new(PeerKey::from_bytes(&key)),
+                cipher,
+                preferred,
+                paths,
+            },
+        );
+    }
+    let mut networks = HashMap::new();
+    for _ in 0..count(r)? {
+        let nwid = NetworkId(r.u64()?);
+        let config = NetworkConfig::from_bytes(blob(r)?)
+            .map_err(|_| BoundaryError::Invalid("network config"))?;
+        let mut members = HashMap::new();
+        for _ in 0..count(r)? {
+            let a = r.zt()?;
+            let pushed = r.u8()? != 0;
+            let mut m = MemberEntry {
+                pushed,
+                ..Default::default()
+            };
+            for _ in 0..count(r)? {
+                m.tags.push((r.u32()?, r.u32()?));
+            }
+            for _ in 0..count(r)? {
+                let (c, used) = Capability::decode(&r.b[r.i..])
+                    .map_err(|_| BoundaryError::Invalid("capability"))?;
+                r.i += used;
+                m.capabilities.push(c);
+            }
+            for _ in 0..count(r)? {
+                let (c, used) =
+                    Coo::decode(&r.b[r.i..]).map_err(|_| BoundaryError::Invalid("coo"))?;
+                r.i += used;
+                m.coos.push(c);
+            }
+            m.tags.sort_unstable();
+            members.insert(a, m);
+        }
+        networks.insert(
+            nwid,
+            NetworkEntry {
+                config: Arc::new(config),
+                members,
+            },
+        );
+    }
+    Ok(Tables {
+        own,
+        relay,
+        peers,
+        networks,
+        trusted_paths,
+        physical_mtu,
+    })
+}
+
+fn encode_activity(a: &Activity, out: &mut Vec<u8>) {
+    put_count(out, a.paths.len());
+    for (peer, p) in &a.paths {
+        out.extend_from_slice(&peer.to_bytes());
+        put_path(out, p);
+    }
+    for list in [&a.received, &a.sent] {
+        put_count(out, list.len());
+        for (nwid, m) in list {
+            out.extend_from_slice(&nwid.0.to_be_bytes());
+            out.extend_from_slice(&m.to_bytes());
+        }
+    }
+}
+
+fn decode_activity(r: &mut R<'_>) -> Result<Activity, BoundaryError> {
+    let mut a = Activity::default();
+    for _ in 0..count(r)? {
+        let peer = r.zt()?;
+        a.paths.push((peer, path(r)?));
+    }
+    for list in [&mut a.received, &mut a.sent] {
+        for _ in 0..count(r)? {
+            list.push((NetworkId(r.u64()?), r.zt()?));
+        }
+    }
+    Ok(a)
+}
+
 impl ToDataPlane {
     /// The record bytes.
     pub fn encode(&self) -> Vec<u8> {
@@ -210,24 +436,7 @@ impl ToDataPlane {
             }
             ToDataPlane::Tables(t) => {
                 out.push(2);
-                out.extend_from_slice(&t.own.to_bytes());
-                out.push(u8::from(t.relay));
-                out.extend_from_slice(&(t.peers.len() as u32).to_be_bytes());
-                let mut peers: Vec<_> = t.peers.iter().collect();
-                peers.sort_by_key(|(a, _)| **a);
-                for (a, p) in peers {
-                    out.extend_from_slice(&a.to_bytes());
-                    out.extend_from_slice(p.key.as_bytes());
-                    out.push(cipher_byte(p.cipher));
-                    match &p.preferred {
-                        Some(path) => {
-                            out.push(1);
-                            out.extend_from_slice(&path.local.to_be_bytes());
-                            put_addr(&mut out, path.addr);
-                        }
-                        None => out.push(0),
-                    }
-                }
+                encode_tables(t, &mut out);
             }
             ToDataPlane::Send {
                 local,
@@ -268,38 +477,7 @@ impl ToDataPlane {
                 version: r.u8()?,
                 bind: addrs(&mut r)?,
             },
-            2 => {
-                let own = r.zt()?;
-                let relay = r.u8()? != 0;
-                let n = r.u32()? as usize;
-                if n > 1 << 20 {
-                    return Err(BoundaryError::Invalid("count"));
-                }
-                let mut peers = HashMap::with_capacity(n.min(4096));
-                for _ in 0..n {
-                    let a = r.zt()?;
-                    let mut key = [0u8; PEER_KEY_LEN];
-                    key.copy_from_slice(r.take(PEER_KEY_LEN)?);
-                    let cipher = cipher_of(r.u8()?)?;
-                    let preferred = match r.u8()? {
-                        0 => None,
-                        1 => Some(PathEntry {
-                            local: r.u32()?,
-                            addr: r.addr()?,
-                        }),
-                        _ => return Err(BoundaryError::Invalid("path flag")),
-                    };
-                    peers.insert(
-                        a,
-                        PeerEntry {
-                            key: Arc::new(PeerKey::from_bytes(&key)),
-                            cipher,
-                            preferred,
-                        },
-                    );
-                }
-                ToDataPlane::Tables(Tables { own, relay, peers })
-            }
+            2 => ToDataPlane::Tables(decode_tables(&mut r)?),
             3 => ToDataPlane::Send {
                 local: r.u32()?,
                 to: r.addr()?,
@@ -349,7 +527,15 @@ impl ToControlPlane {
             }
             ToControlPlane::Stats(s) => {
                 out.push(14);
-                for v in [s.relayed, s.up, s.dropped] {
+                for v in [
+                    s.relayed,
+                    s.up,
+                    s.dropped,
+                    s.frames_in,
+                    s.frames_out,
+                    s.frames_up,
+                    s.filtered,
+                ] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
@@ -357,6 +543,16 @@ impl ToControlPlane {
                 out.push(15);
                 out.extend_from_slice(&nwid.to_be_bytes());
                 out.extend_from_slice(frame);
+            }
+            ToControlPlane::Activity(a) => {
+                out.push(16);
+                encode_activity(a, &mut out);
+            }
+            ToControlPlane::UpPacket { local, from, data } => {
+                out.push(17);
+                out.extend_from_slice(&local.to_be_bytes());
+                put_addr(&mut out, *from);
+                out.extend_from_slice(data);
             }
         }
         out
@@ -384,7 +580,17 @@ impl ToControlPlane {
                 relayed: r.u64()?,
                 up: r.u64()?,
                 dropped: r.u64()?,
+                frames_in: r.u64()?,
+                frames_out: r.u64()?,
+                frames_up: r.u64()?,
+                filtered: r.u64()?,
             }),
+            16 => ToControlPlane::Activity(decode_activity(&mut r)?),
+            17 => ToControlPlane::UpPacket {
+                local: r.u32()?,
+                from: r.addr()?,
+                data: r.rest(),
+            },
             15 => ToControlPlane::TapFrame {
                 nwid: r.u64()?,
                 frame: r.rest(),
@@ -404,10 +610,46 @@ mod tests {
 
     #[test]
     fn every_message_round_trips() {
+        let mut config = NetworkConfig::new(
+            NetworkId(0x8056c2e21c000001),
+            Address::new(0x0102030405).unwrap(),
+        );
+        config.mtu = 2800;
+        config.rules = vec![weft_wire::rules::Rule {
+            kind: weft_wire::rules::RuleKind::Accept,
+            not: false,
+            or: false,
+        }];
+        let mut members = HashMap::new();
+        members.insert(
+            Address::new(0xaabbccddee).unwrap(),
+            MemberEntry {
+                tags: vec![(1, 2), (1000, 100)],
+                capabilities: Vec::new(),
+                coos: Vec::new(),
+                pushed: true,
+            },
+        );
+        members.insert(Address::new(0x1122334455).unwrap(), MemberEntry::default());
+        let mut networks = HashMap::new();
+        networks.insert(
+            NetworkId(0x8056c2e21c000001),
+            NetworkEntry {
+                config: Arc::new(config),
+                members,
+            },
+        );
         let mut t = Tables {
             own: Address::new(0x0102030405).unwrap(),
             relay: true,
             peers: HashMap::new(),
+            networks,
+            trusted_paths: vec![TrustedPath {
+                network: "10.0.0.0".parse().unwrap(),
+                prefix: 8,
+                id: 77,
+            }],
+            physical_mtu: 1400,
         };
         t.peers.insert(
             Address::new(0xaabbccddee).unwrap(),
@@ -418,6 +660,16 @@ mod tests {
                     local: 1,
                     addr: a("[2001:db8::1]:9993"),
                 }),
+                paths: vec![
+                    PathEntry {
+                        local: 1,
+                        addr: a("[2001:db8::1]:9993"),
+                    },
+                    PathEntry {
+                        local: 0,
+                        addr: a("192.0.2.7:41000"),
+                    },
+                ],
             },
         );
         t.peers.insert(
@@ -426,6 +678,7 @@ mod tests {
                 key: Arc::new(PeerKey::from_bytes(&[9u8; PEER_KEY_LEN])),
                 cipher: CipherSuite::Poly1305Salsa2012,
                 preferred: None,
+                paths: Vec::new(),
             },
         );
         let b = ToDataPlane::Tables(t.clone()).encode();
@@ -441,6 +694,17 @@ mod tests {
             assert_eq!(q.key.as_bytes(), p.key.as_bytes());
             assert_eq!(q.cipher, p.cipher);
             assert_eq!(q.preferred, p.preferred);
+            assert_eq!(q.paths, p.paths);
+        }
+        assert_eq!(
+            (back.trusted_paths, back.physical_mtu),
+            (t.trusted_paths.clone(), 1400)
+        );
+        assert_eq!(back.networks.len(), 1);
+        for (nwid, n) in &t.networks {
+            let m = &back.networks[nwid];
+            assert_eq!(*m.config, *n.config);
+            assert_eq!(m.members, n.members);
         }
         let s = ToDataPlane::Send {
             local: 2,
@@ -480,6 +744,26 @@ mod tests {
                 relayed: 1,
                 up: 2,
                 dropped: 3,
+                frames_in: 4,
+                frames_out: 5,
+                frames_up: 6,
+                filtered: 7,
+            }),
+            ToControlPlane::UpPacket {
+                local: 1,
+                from: a("[2001:db8::2]:9993"),
+                data: vec![3; 3000],
+            },
+            ToControlPlane::Activity(Activity {
+                paths: vec![(
+                    Address::new(5).unwrap(),
+                    PathEntry {
+                        local: 0,
+                        addr: a("10.0.0.9:9993"),
+                    },
+                )],
+                received: vec![(NetworkId(9), Address::new(6).unwrap())],
+                sent: vec![(NetworkId(9), Address::new(7).unwrap())],
             }),
             ToControlPlane::TapFrame {
                 nwid: 0xff00160016000000,

@@ -16,20 +16,31 @@
 pub mod io;
 
 pub mod boundary;
+pub mod vl2;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use weft_wire::fragment::{DatagramKind, FRAGMENT_HEADER_LEN, classify};
-use weft_wire::packet::{FLAGS_HOPS_MASK, IDX_FLAGS};
-use weft_wire::{Address, CipherSuite, PeerKey};
+use weft_wire::armor::{self, ArmorError};
+use weft_wire::fragment::{
+    DatagramKind, FRAGMENT_HEADER_LEN, Fragment, Fragmenter, Reassembler, classify,
+};
+use weft_wire::inet::TrustedPath;
+use weft_wire::mac::Mac;
+use weft_wire::packet::{
+    self, DEFAULT_PHYSICAL_MTU, FLAG_FRAGMENTED, FLAGS_HOPS_MASK, IDX_FLAGS, Packet, Verb,
+};
+use weft_wire::verbs::vl2::{ExtFrame, Frame};
+use weft_wire::{Address, CipherSuite, NetworkId, PeerKey};
+
+pub use vl2::{Eth, MemberEntry, NetworkEntry};
 
 /// Packets are relayed only while their hop count is below this. spec: vl1.md §3.9
 pub const RELAY_MAX_HOPS: u8 = 3;
 
 /// One physical path of a peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PathEntry {
     /// The local socket (driver numbering).
     pub local: u32,
@@ -46,6 +57,9 @@ pub struct PeerEntry {
     pub cipher: CipherSuite,
     /// The path sends use now, if the peer has a live direct path.
     pub preferred: Option<PathEntry>,
+    /// Every path the control plane knows (alive or not): packets arriving on any other address
+    /// go up, so the control plane learns the new path. spec: vl1.md §8.1
+    pub paths: Vec<PathEntry>,
 }
 
 /// An immutable snapshot published by the control plane.
@@ -57,9 +71,33 @@ pub struct Tables {
     pub relay: bool,
     /// Known peers.
     pub peers: HashMap<Address, PeerEntry>,
+    /// Joined networks with a config: the frame fast path works on these.
+    pub networks: HashMap<NetworkId, NetworkEntry>,
+    /// Physical networks where cipher suite 2 (no crypto) is used. spec: vl1.md §3.5
+    pub trusted_paths: Vec<TrustedPath>,
+    /// Physical MTU (UDP payload bytes) for fragmenting; 0 means the default (1432).
+    pub physical_mtu: u32,
 }
 
-/// Why the engine dropped a datagram.
+impl Tables {
+    /// The trusted-path id for a physical address, if it lies in a trusted network.
+    pub fn trusted_path_id(&self, ip: std::net::IpAddr) -> Option<u64> {
+        self.trusted_paths
+            .iter()
+            .find(|t| t.contains(ip))
+            .map(|t| t.id)
+    }
+
+    fn mtu(&self) -> usize {
+        if self.physical_mtu == 0 {
+            DEFAULT_PHYSICAL_MTU
+        } else {
+            self.physical_mtu as usize
+        }
+    }
+}
+
+/// Why the engine dropped a datagram or frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Addressed to another node and we do not relay.
@@ -72,6 +110,10 @@ pub enum DropReason {
     FromSelf,
     /// Reserved destination address or oversized datagram.
     Invalid,
+    /// The network's rules dropped the frame.
+    Filtered,
+    /// A frame too short, empty or larger than the network's MTU.
+    BadFrame,
 }
 
 /// What to do with one received datagram.
@@ -90,6 +132,41 @@ pub enum Verdict {
         ends: Option<(Address, Address)>,
     },
     /// Hand the datagram to the control plane unchanged.
+    Up,
+    /// This datagram completed a fragmented packet for us that the control plane must process:
+    /// hand it the whole (still armored) packet.
+    UpPacket(Vec<u8>),
+    /// A piece of a fragmented packet, kept until the rest arrives.
+    Held,
+    /// A frame from a member: write it to the network's TAP.
+    TapWrite {
+        /// The network.
+        network_id: NetworkId,
+        /// The Ethernet frame.
+        frame: Vec<u8>,
+    },
+    /// Dropped here.
+    Drop(DropReason),
+}
+
+/// A datagram the engine built (frames going out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Local socket to send from.
+    pub local: u32,
+    /// Destination.
+    pub to: SocketAddr,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// What happened to a frame read from a TAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapVerdict {
+    /// Armored and queued as datagrams.
+    Sent,
+    /// Hand the frame to the control plane (multicast, bridging, no credentials yet, no direct
+    /// path, rules asking for copies or a redirect).
     Up,
     /// Dropped here.
     Drop(DropReason),
@@ -120,27 +197,82 @@ pub fn increment_hops(data: &mut [u8], fragment: bool) -> Result<(), DropReason>
     Ok(())
 }
 
-/// Counters per verdict.
+/// Counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
     /// Datagrams relayed.
     pub relayed: u64,
     /// Datagrams handed up.
     pub up: u64,
-    /// Datagrams dropped.
+    /// Datagrams and frames dropped.
     pub dropped: u64,
+    /// Frames received from members and written to a TAP by the data plane.
+    pub frames_in: u64,
+    /// Frames read from a TAP and sent by the data plane.
+    pub frames_out: u64,
+    /// Frames read from a TAP and handed to the control plane.
+    pub frames_up: u64,
+    /// Frames the rules dropped (both directions).
+    pub filtered: u64,
+}
+
+/// What the data plane did since the last report, for the control plane's bookkeeping: paths
+/// that carried authenticated traffic (they stay alive), members we received frames from (the
+/// gate's LIKE schedule) and members we sent frames to (credential pushes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// (peer, path) pairs that received authenticated packets.
+    pub paths: Vec<(Address, PathEntry)>,
+    /// (network, member) pairs frames came from.
+    pub received: Vec<(NetworkId, Address)>,
+    /// (network, member) pairs frames went to.
+    pub sent: Vec<(NetworkId, Address)>,
+}
+
+impl Activity {
+    /// Whether there is nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.received.is_empty() && self.sent.is_empty()
+    }
 }
 
 /// The batch engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
     stats: EngineStats,
+    reassembler: Reassembler,
+    /// Next packet id (a counter from a random start: ids are the ciphers' nonces and must not
+    /// repeat under one key).
+    next_id: u64,
+    /// State of the rules VM's RANDOM source (xorshift64*; not for secrets).
+    rng: u64,
+    scratch: Vec<u8>,
+    body: Vec<u8>,
+    paths_seen: HashSet<(Address, PathEntry)>,
+    received: HashSet<(NetworkId, Address)>,
+    sent: HashSet<(NetworkId, Address)>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(0x9e37_79b9_7f4a_7c15)
+    }
 }
 
 impl Engine {
-    /// A new engine.
-    pub fn new() -> Self {
-        Self::default()
+    /// A new engine; `seed` (from a CSPRNG) starts the packet-id counter.
+    pub fn new(seed: u64) -> Self {
+        Engine {
+            stats: EngineStats::default(),
+            reassembler: Reassembler::new(),
+            next_id: seed,
+            rng: seed.rotate_left(17) | 1,
+            scratch: Vec::with_capacity(packet::MAX_PACKET_LEN),
+            body: Vec::with_capacity(packet::MAX_PACKET_LEN),
+            paths_seen: HashSet::new(),
+            received: HashSet::new(),
+            sent: HashSet::new(),
+        }
     }
 
     /// Counters.
@@ -148,26 +280,59 @@ impl Engine {
         self.stats
     }
 
+    /// Takes what happened since the last call (see [`Activity`]).
+    pub fn take_activity(&mut self) -> Activity {
+        let mut a = Activity {
+            paths: self.paths_seen.drain().collect(),
+            received: self.received.drain().collect(),
+            sent: self.sent.drain().collect(),
+        };
+        a.paths.sort_by_key(|(x, p)| (*x, p.local, p.addr));
+        a.received.sort();
+        a.sent.sort();
+        a
+    }
+
+    /// Drops reassembly state older than the timeout. Call about once a second.
+    pub fn expire(&mut self, now_ms: i64) {
+        self.reassembler.expire(now_ms);
+    }
+
+    fn random(&mut self) -> u32 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
     /// Decides the fate of a batch of received datagrams, one verdict per datagram.
     pub fn process_rx(
         &mut self,
         tables: &Tables,
+        now_ms: i64,
         batch: &[(SocketAddr, &[u8])],
         out: &mut Vec<Verdict>,
     ) {
         out.clear();
         for (from, data) in batch {
-            let v = self.one(tables, *from, data);
-            match v {
+            let v = self.one(tables, now_ms, *from, data);
+            match &v {
                 Verdict::Relay { .. } => self.stats.relayed += 1,
-                Verdict::Up => self.stats.up += 1,
-                Verdict::Drop(_) => self.stats.dropped += 1,
+                Verdict::Up | Verdict::UpPacket(_) => self.stats.up += 1,
+                Verdict::Drop(r) => {
+                    self.stats.dropped += 1;
+                    if *r == DropReason::Filtered {
+                        self.stats.filtered += 1;
+                    }
+                }
+                Verdict::TapWrite { .. } => self.stats.frames_in += 1,
+                Verdict::Held => {}
             }
             out.push(v);
         }
     }
 
-    fn one(&mut self, t: &Tables, from: SocketAddr, data: &[u8]) -> Verdict {
+    fn one(&mut self, t: &Tables, now: i64, from: SocketAddr, data: &[u8]) -> Verdict {
         let fragment = match classify(data) {
             DatagramKind::Fragment => true,
             DatagramKind::Packet => false,
@@ -177,7 +342,7 @@ impl Engine {
             return Verdict::Up;
         };
         if dest == t.own {
-            return Verdict::Up;
+            return self.for_us(t, now, from, data, fragment);
         }
         let source = if fragment {
             None
@@ -190,7 +355,7 @@ impl Engine {
         if !t.relay {
             return Verdict::Drop(DropReason::NotRelaying);
         }
-        if dest.is_reserved() || data.len() > weft_wire::packet::MAX_PACKET_LEN {
+        if dest.is_reserved() || data.len() > packet::MAX_PACKET_LEN {
             return Verdict::Drop(DropReason::Invalid);
         }
         let mut out = data.to_vec();
@@ -210,6 +375,252 @@ impl Engine {
             data: out,
             ends: source.map(|s| (s, dest)),
         }
+    }
+
+    /// A datagram addressed to us: fragments are reassembled here; whole packets carrying a
+    /// unicast frame from a member are finished here, everything else goes up.
+    fn for_us(
+        &mut self,
+        t: &Tables,
+        now: i64,
+        from: SocketAddr,
+        data: &[u8],
+        fragment: bool,
+    ) -> Verdict {
+        let assembled = if fragment {
+            let Ok(f) = Fragment::new_checked(data) else {
+                return Verdict::Up;
+            };
+            self.reassembler.add_fragment(now, &f)
+        } else if data[IDX_FLAGS] & FLAG_FRAGMENTED != 0 {
+            self.reassembler.add_head(now, data)
+        } else {
+            return match self.frame_in(t, from, data) {
+                Some(v) => v,
+                None => Verdict::Up,
+            };
+        };
+        match assembled {
+            Ok(Some(p)) => match self.frame_in(t, from, &p) {
+                Some(v) => v,
+                None => Verdict::UpPacket(p),
+            },
+            Ok(None) => Verdict::Held,
+            // the control plane counts malformed pieces
+            Err(_) => Verdict::Up,
+        }
+    }
+
+    /// A whole armored packet for us. `None`: not for the fast path, hand it up unchanged.
+    fn frame_in(&mut self, t: &Tables, from: SocketAddr, pkt: &[u8]) -> Option<Verdict> {
+        if t.networks.is_empty() {
+            return None;
+        }
+        let p = Packet::new_checked(pkt).ok()?;
+        let source = p.source();
+        if p.cipher_id() == 0 {
+            return None;
+        }
+        let peer = t.peers.get(&source)?;
+        let path = peer.paths.iter().find(|x| x.addr == from)?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(pkt);
+        let v = self.frame_in_plain(t, from, source, &peer.key, path, &mut buf);
+        self.scratch = buf;
+        v
+    }
+
+    fn frame_in_plain(
+        &mut self,
+        t: &Tables,
+        from: SocketAddr,
+        source: Address,
+        key: &PeerKey,
+        path: &PathEntry,
+        buf: &mut [u8],
+    ) -> Option<Verdict> {
+        // spec: vl1.md §3.2–§3.5
+        match armor::dearmor(buf, key) {
+            Ok(CipherSuite::Poly1305None) => return None,
+            Ok(_) => {}
+            Err(ArmorError::TrustedPath { trusted_path_id }) => {
+                if t.trusted_path_id(from.ip()) != Some(trusted_path_id) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+        let p = Packet::new_checked(&*buf).ok()?;
+        if p.is_compressed() {
+            return None;
+        }
+        let me = t.own;
+        let (nwid, eth) = match p.verb() {
+            Verb::FRAME => {
+                let f = Frame::decode(p.payload()).ok()?;
+                let eth = Eth {
+                    dst: Mac::for_member(me, f.network_id),
+                    src: Mac::for_member(source, f.network_id),
+                    ethertype: f.ethertype,
+                    payload: f.payload,
+                };
+                (f.network_id, eth)
+            }
+            Verb::EXT_FRAME => {
+                let f = ExtFrame::decode(p.payload()).ok()?;
+                // only the plain member-to-member form; bridging, ACKs and copies go up
+                if f.flags != vl2::EXT_FRAME_FAST_FLAGS
+                    || f.from != Mac::for_member(source, f.network_id)
+                    || f.to != Mac::for_member(me, f.network_id)
+                {
+                    return None;
+                }
+                let eth = Eth {
+                    dst: f.to,
+                    src: f.from,
+                    ethertype: f.ethertype,
+                    payload: f.payload,
+                };
+                (f.network_id, eth)
+            }
+            _ => return None,
+        };
+        let net = t.networks.get(&nwid)?;
+        let member = net.members.get(&source)?;
+        self.paths_seen.insert((source, path.clone()));
+        if eth.payload.is_empty() {
+            return Some(Verdict::Drop(DropReason::BadFrame));
+        }
+        let random = self.random();
+        match vl2::evaluate(
+            vl2::On { me, nwid, net },
+            source,
+            member,
+            &eth,
+            true,
+            random,
+        ) {
+            vl2::RulesOutcome::Up => None,
+            vl2::RulesOutcome::Drop => Some(Verdict::Drop(DropReason::Filtered)),
+            vl2::RulesOutcome::Pass => {
+                self.received.insert((nwid, source));
+                let mut frame = Vec::new();
+                eth.write_to(&mut frame);
+                Some(Verdict::TapWrite {
+                    network_id: nwid,
+                    frame,
+                })
+            }
+        }
+    }
+
+    /// A frame read from a network's TAP: unicast to a member with a direct path goes out from
+    /// here (rules, FRAME, armor, fragments appended to `out`); everything else goes up.
+    /// spec: vl2.md §6
+    pub fn process_tap(
+        &mut self,
+        t: &Tables,
+        network_id: NetworkId,
+        frame: &[u8],
+        out: &mut Vec<Datagram>,
+    ) -> TapVerdict {
+        let v = self.tap_one(t, network_id, frame, out);
+        match v {
+            TapVerdict::Sent => self.stats.frames_out += 1,
+            TapVerdict::Up => self.stats.frames_up += 1,
+            TapVerdict::Drop(r) => {
+                self.stats.dropped += 1;
+                if r == DropReason::Filtered {
+                    self.stats.filtered += 1;
+                }
+            }
+        }
+        v
+    }
+
+    fn tap_one(
+        &mut self,
+        t: &Tables,
+        nwid: NetworkId,
+        frame: &[u8],
+        out: &mut Vec<Datagram>,
+    ) -> TapVerdict {
+        let Some(net) = t.networks.get(&nwid) else {
+            return TapVerdict::Up;
+        };
+        let Some(eth) = Eth::parse(frame) else {
+            return TapVerdict::Drop(DropReason::BadFrame);
+        };
+        let me = t.own;
+        let my_mac = Mac::for_member(me, nwid);
+        if eth.src != my_mac || eth.dst.is_multicast() || eth.dst == my_mac {
+            return TapVerdict::Up;
+        }
+        let Some(dest) = eth.dst.member_address(nwid) else {
+            return TapVerdict::Up;
+        };
+        let Some(member) = net.members.get(&dest).filter(|m| m.pushed) else {
+            return TapVerdict::Up;
+        };
+        let Some(peer) = t.peers.get(&dest) else {
+            return TapVerdict::Up;
+        };
+        let Some(path) = &peer.preferred else {
+            return TapVerdict::Up;
+        };
+        if eth.payload.len() > net.config.mtu as usize {
+            return TapVerdict::Drop(DropReason::BadFrame);
+        }
+        let random = self.random();
+        match vl2::evaluate(vl2::On { me, nwid, net }, dest, member, &eth, false, random) {
+            vl2::RulesOutcome::Up => return TapVerdict::Up,
+            vl2::RulesOutcome::Drop => return TapVerdict::Drop(DropReason::Filtered),
+            vl2::RulesOutcome::Pass => {}
+        }
+        // spec: vl2.md §7.1 — FRAME: network id, ethertype, payload
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        Frame {
+            network_id: nwid,
+            ethertype: eth.ethertype,
+            payload: eth.payload,
+        }
+        .encode(&mut body);
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut p = packet::build(self.next_id.to_be_bytes(), dest, me, Verb::FRAME, &body);
+        self.body = body;
+        let mtu = t.mtu();
+        if Fragmenter::needed(p.len(), mtu) {
+            p[IDX_FLAGS] |= FLAG_FRAGMENTED;
+        }
+        // spec: vl1.md §3.5 — general sends over a trusted physical network use cipher 2
+        let armored = match t.trusted_path_id(path.addr.ip()) {
+            Some(id) => armor::armor_trusted_path(&mut p, id),
+            None => armor::armor(&mut p, &peer.key, peer.cipher),
+        };
+        if armored.is_err() {
+            return TapVerdict::Drop(DropReason::BadFrame);
+        }
+        let Ok(f) = Fragmenter::new(&p, mtu) else {
+            return TapVerdict::Drop(DropReason::BadFrame);
+        };
+        out.push(Datagram {
+            local: path.local,
+            to: path.addr,
+            data: f.head().to_vec(),
+        });
+        for n in 1..f.total() {
+            if let Some(frag) = f.fragment(n) {
+                out.push(Datagram {
+                    local: path.local,
+                    to: path.addr,
+                    data: frag,
+                });
+            }
+        }
+        self.sent.insert((nwid, dest));
+        TapVerdict::Sent
     }
 }
 
@@ -233,6 +644,7 @@ mod tests {
                     local: 0,
                     addr: "10.0.0.2:9993".parse().unwrap(),
                 }),
+                paths: Vec::new(),
             },
         );
         peers.insert(
@@ -241,18 +653,20 @@ mod tests {
                 key: Arc::new(PeerKey::from_bytes(&[2; 48])),
                 cipher: CipherSuite::AesGmacSiv,
                 preferred: None,
+                paths: Vec::new(),
             },
         );
         Tables {
             own: addr(0xaa),
             relay,
             peers,
+            ..Default::default()
         }
     }
 
     #[test]
     fn relays_heads_and_fragments_with_the_hop_rule() {
-        let mut e = Engine::new();
+        let mut e = Engine::default();
         let from: SocketAddr = "10.0.0.3:9993".parse().unwrap();
         let head = build([1; 8], addr(0xbb), addr(0xdd), Verb::ECHO, &[0; 10]);
         let mut frag = head[..13].to_vec();
@@ -273,7 +687,7 @@ mod tests {
             (from, &[0u8; 4]),
         ];
         let mut out = Vec::new();
-        e.process_rx(&tables(true), &batch, &mut out);
+        e.process_rx(&tables(true), 0, &batch, &mut out);
         let Verdict::Relay { to, data, ends, .. } = &out[0] else {
             panic!("{:?}", out[0])
         };
@@ -306,10 +720,11 @@ mod tests {
             EngineStats {
                 relayed: 2,
                 up: 3,
-                dropped: 3
+                dropped: 3,
+                ..Default::default()
             }
         );
-        e.process_rx(&tables(false), &batch[..1], &mut out);
+        e.process_rx(&tables(false), 0, &batch[..1], &mut out);
         assert_eq!(out[0], Verdict::Drop(DropReason::NotRelaying));
     }
 }

@@ -303,6 +303,36 @@ pub fn is_usable_path(ip: IpAddr) -> bool {
     )
 }
 
+/// A physical network whose packets may use cipher suite 2 (no crypto). spec: vl1.md §3.5
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPath {
+    /// Network address.
+    pub network: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// The trusted path id (nonzero).
+    pub id: u64,
+}
+
+impl TrustedPath {
+    /// Whether `ip` lies inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn bits(ip: IpAddr) -> (u128, u8) {
+            match ip {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        }
+        let (a, la) = bits(self.network);
+        let (b, lb) = bits(ip);
+        if la != lb || self.prefix > la {
+            return false;
+        }
+        let shift = u32::from(la - self.prefix);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

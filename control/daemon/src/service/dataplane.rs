@@ -24,7 +24,7 @@ use tokio_seqpacket::ancillary::{AncillaryMessageWriter, OwnedAncillaryMessage};
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use weft_engine::boundary::{BOUNDARY_VERSION, MAX_MESSAGE, ToControlPlane, ToDataPlane};
 use weft_engine::io::tap::Tap;
-use weft_engine::{Engine, EngineStats, Tables, Verdict};
+use weft_engine::{Engine, EngineStats, Tables, TapVerdict, Verdict};
 use weft_proto::{LocalSocket, Transmit};
 use weft_wire::NetworkId;
 
@@ -162,11 +162,6 @@ impl Conn {
         self.tx.try_send(Out::WithFd(m, fd)).is_ok()
     }
 
-    /// A sender for other tasks (frames read from TAPs), with the same drop-when-full rule.
-    fn sender(&self) -> mpsc::Sender<Out> {
-        self.tx.clone()
-    }
-
     async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.sock.recv(buf).await
     }
@@ -186,6 +181,21 @@ impl Conn {
         }
         Ok((n, fds))
     }
+}
+
+/// Milliseconds on a monotonic clock (the engine's reassembly timeouts).
+fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
+/// A random start for the engine's packet-id counter.
+fn random_seed() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
 }
 
 /// IPv4-mapped IPv6 sources are reported as IPv4.
@@ -210,8 +220,18 @@ pub(crate) enum Inbound {
     },
     /// A relayed packet head between these two (introductions).
     Relayed(weft_wire::Address, weft_wire::Address),
+    /// A fragmented packet the data plane reassembled (still armored).
+    Packet {
+        local: LocalSocket,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
     /// A frame the data plane read from a network's TAP.
     TapFrame(NetworkId, Vec<u8>),
+    /// A frame the in-process fast path received for a network's TAP (this process writes it).
+    TapWrite(NetworkId, Vec<u8>),
+    /// The fast path's activity report.
+    Activity(weft_engine::Activity),
     /// Nothing for the core (a relayed datagram, a restart, counters).
     Nothing,
 }
@@ -313,7 +333,7 @@ impl DataPlane {
             sockets,
             addrs,
             bufs,
-            engine: Engine::new(),
+            engine: Engine::new(random_seed()),
             tables: Tables::default(),
             verdicts: Vec::new(),
             pending: Default::default(),
@@ -430,6 +450,38 @@ impl DataPlane {
         }
     }
 
+    /// A frame this process read from a network's TAP (in-process data plane only): the
+    /// engine's fast path sends it if it can. `false`: the control plane must handle it.
+    pub(crate) async fn tap_frame(&mut self, nwid: NetworkId, frame: &[u8]) -> bool {
+        let DataPlane::Local(l) = self else {
+            return false;
+        };
+        let mut out = Vec::new();
+        match l.engine.process_tap(&l.tables, nwid, frame, &mut out) {
+            TapVerdict::Up => false,
+            TapVerdict::Drop(_) => true,
+            TapVerdict::Sent => {
+                for d in out {
+                    for s in sockets_for(&l.addrs, d.local, d.to) {
+                        send_on(&l.sockets[s], d.to, 0, &d.data).await;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// The in-process engine's activity since the last call (a process reports its own).
+    pub(crate) fn take_activity(&mut self) -> Option<weft_engine::Activity> {
+        match self {
+            DataPlane::Local(l) => {
+                l.engine.expire(mono_ms());
+                Some(l.engine.take_activity())
+            }
+            DataPlane::Remote(_) => None,
+        }
+    }
+
     /// Waits for the next thing from the data plane. Restarts a dead data-plane process.
     pub(crate) async fn recv(&mut self) -> Inbound {
         match self {
@@ -445,14 +497,21 @@ impl DataPlane {
                 let data = l.bufs[i][..n].to_vec();
                 let mut verdicts = std::mem::take(&mut l.verdicts);
                 l.engine
-                    .process_rx(&l.tables, &[(from, &data)], &mut verdicts);
+                    .process_rx(&l.tables, mono_ms(), &[(from, &data)], &mut verdicts);
+                let local = LocalSocket(i as u32);
                 for v in verdicts.drain(..) {
                     match v {
                         Verdict::Up => l.pending.push_back(Inbound::Datagram {
-                            local: LocalSocket(i as u32),
+                            local,
                             from,
                             data: data.clone(),
                         }),
+                        Verdict::UpPacket(data) => {
+                            l.pending.push_back(Inbound::Packet { local, from, data })
+                        }
+                        Verdict::TapWrite { network_id, frame } => {
+                            l.pending.push_back(Inbound::TapWrite(network_id, frame))
+                        }
                         Verdict::Relay {
                             local,
                             to,
@@ -466,7 +525,7 @@ impl DataPlane {
                                 l.pending.push_back(Inbound::Relayed(a, b));
                             }
                         }
-                        Verdict::Drop(_) => {}
+                        Verdict::Held | Verdict::Drop(_) => {}
                     }
                 }
                 l.verdicts = verdicts;
@@ -487,6 +546,12 @@ impl DataPlane {
                     Ok(ToControlPlane::TapFrame { nwid, frame }) => {
                         Inbound::TapFrame(NetworkId(nwid), frame)
                     }
+                    Ok(ToControlPlane::UpPacket { local, from, data }) => Inbound::Packet {
+                        local: LocalSocket(local),
+                        from,
+                        data,
+                    },
+                    Ok(ToControlPlane::Activity(a)) => Inbound::Activity(a),
                     _ => Inbound::Nothing,
                 },
                 _ => {
@@ -613,8 +678,10 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         drop_privileges();
         let mut conn = Conn::new(conn);
         let mut taps: HashMap<u64, (Arc<Tap>, tokio::task::JoinHandle<()>)> = HashMap::new();
-        let mut engine = Engine::new();
+        let mut engine = Engine::new(random_seed());
         let mut tables = Tables::default();
+        let (frames_tx, mut frames_rx) = mpsc::channel::<(u64, Vec<u8>)>(WRITE_QUEUE);
+        let mut datagrams = Vec::new();
         let mut bufs: Vec<Vec<u8>> = sockets.iter().map(|_| vec![0u8; 16_384]).collect();
         let mut verdicts = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -631,10 +698,10 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                             match Tap::from_fd(fd, &name) {
                                 Ok(tap) => {
                                     let tap = Arc::new(tap);
-                                    let out = conn.sender();
+                                    let frames = frames_tx.clone();
                                     let reader = tokio::spawn(super::ports::read_frames(tap.clone(), move |frame| {
-                                        let msg = ToControlPlane::TapFrame { nwid, frame }.encode();
-                                        let _ = out.try_send(Out::Plain(msg));
+                                        // a full queue drops the frame, like a full NIC ring
+                                        let _ = frames.try_send((nwid, frame));
                                     }));
                                     if let Some((_, old)) = taps.insert(nwid, (tap, reader)) {
                                         old.abort();
@@ -668,12 +735,21 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                     let Ok((n, from)) = r else { continue };
                     let from = unmap(from);
                     let data = &bufs[i][..n];
-                    engine.process_rx(&tables, &[(from, data)], &mut verdicts);
+                    engine.process_rx(&tables, mono_ms(), &[(from, data)], &mut verdicts);
                     for v in verdicts.drain(..) {
                         match v {
                             Verdict::Up => {
                                 let msg = ToControlPlane::Up { local: i as u32, from, data: data.to_vec() };
                                 conn.send(msg.encode());
+                            }
+                            Verdict::UpPacket(data) => {
+                                conn.send(ToControlPlane::UpPacket { local: i as u32, from, data }.encode());
+                            }
+                            Verdict::TapWrite { network_id, frame } => {
+                                // a busy or missing port drops the frame
+                                if let Some((tap, _)) = taps.get(&network_id.0) {
+                                    let _ = tap.write(&frame);
+                                }
                             }
                             Verdict::Relay { local, to, data, ends } => {
                                 for s in sockets_for(&addrs, local, to) {
@@ -683,11 +759,29 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                                     conn.send(ToControlPlane::Relayed { source, dest }.encode());
                                 }
                             }
-                            Verdict::Drop(_) => {}
+                            Verdict::Held | Verdict::Drop(_) => {}
                         }
                     }
                 }
+                Some((nwid, frame)) = frames_rx.recv() => {
+                    match engine.process_tap(&tables, NetworkId(nwid), &frame, &mut datagrams) {
+                        TapVerdict::Up => conn.send(ToControlPlane::TapFrame { nwid, frame }.encode()),
+                        TapVerdict::Sent => {
+                            for d in datagrams.drain(..) {
+                                for s in sockets_for(&addrs, d.local, d.to) {
+                                    send_on(&sockets[s], d.to, 0, &d.data).await;
+                                }
+                            }
+                        }
+                        TapVerdict::Drop(_) => {}
+                    }
+                }
                 _ = tick.tick() => {
+                    engine.expire(mono_ms());
+                    let activity = engine.take_activity();
+                    if !activity.is_empty() {
+                        conn.send(ToControlPlane::Activity(activity).encode());
+                    }
                     let mut st = engine.stats();
                     // records the control plane could not take count as drops
                     st.dropped += conn.drops;

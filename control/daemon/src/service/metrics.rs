@@ -241,10 +241,10 @@ pub(crate) fn render(s: &Snapshot) -> String {
     );
     frames
         .get_or_create(&Direction { direction: "rx" })
-        .inc_by(s.node.frames_in);
+        .inc_by(s.node.frames_in + s.engine.frames_in);
     frames
         .get_or_create(&Direction { direction: "tx" })
-        .inc_by(s.node.frames_out);
+        .inc_by(s.node.frames_out + s.engine.frames_out);
     let dp: Family<Verdict, Counter> = counter_family(
         &mut reg,
         "weft_dataplane_datagrams",
@@ -255,6 +255,10 @@ pub(crate) fn render(s: &Snapshot) -> String {
         ("relayed", s.engine.relayed),
         ("up", s.engine.up),
         ("dropped", s.engine.dropped),
+        ("frame_in", s.engine.frames_in),
+        ("frame_out", s.engine.frames_out),
+        ("frame_up", s.engine.frames_up),
+        ("frame_filtered", s.engine.filtered),
     ] {
         dp.get_or_create(&Verdict {
             backend: "sockets",
@@ -378,6 +382,8 @@ mod tests {
                 relayed: 5,
                 up: 9,
                 dropped: 1,
+                frames_out: 11,
+                ..Default::default()
             },
             networks: Vec::new(),
             peers: Vec::new(),
@@ -398,6 +404,7 @@ mod tests {
             "weft_udp_bytes_total{direction=\"rx\"} 1500",
             "weft_drops_total{reason=\"frame_filtered\"} 4",
             "weft_dataplane_datagrams_total{backend=\"sockets\",verdict=\"relayed\"} 5",
+            "weft_dataplane_datagrams_total{backend=\"sockets\",verdict=\"frame_out\"} 11",
             // prometheus-client writes unlabeled samples with empty braces (valid OpenMetrics)
             "weft_online{} 1",
             "weft_networks{} 0",

@@ -116,7 +116,12 @@ impl Service {
         while again {
             again = false;
             while let Some(e) = self.node.poll_event() {
-                republish |= matches!(e, Event::PeerAdded { .. } | Event::PathsChanged { .. });
+                republish |= matches!(
+                    e,
+                    Event::PeerAdded { .. }
+                        | Event::PathsChanged { .. }
+                        | Event::NetworkConfigured { .. }
+                );
                 self.on_event(e).await;
                 again = true;
             }
@@ -248,7 +253,13 @@ impl Service {
                 self.node.handle_datagram(now_ms(), local, from, &data);
             }
             Inbound::Relayed(src, dst) => self.node.relayed(now_ms(), src, dst),
+            Inbound::Packet { local, from, data } => {
+                self.fallback.on_udp_receive(&from, data.len());
+                self.node.handle_reassembled(now_ms(), local, from, data);
+            }
             Inbound::TapFrame(nwid, frame) => self.node.handle_tap_frame(now_ms(), nwid, &frame),
+            Inbound::TapWrite(nwid, frame) => self.ports.write(nwid, &frame),
+            Inbound::Activity(a) => self.node.note_activity(now_ms(), &a),
             Inbound::Nothing => {}
         }
     }
@@ -786,6 +797,9 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                     svc.ctl.tick(&mut svc.node, now_ms());
                 }
                 Wake::Status => {
+                    if let Some(a) = svc.dp.take_activity() {
+                        svc.node.note_activity(now_ms(), &a);
+                    }
                     // Paths age, so the preferred ones change without events: republish.
                     svc.publish_tables().await;
                     svc.write_status();
@@ -799,7 +813,11 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                     }
                 }
                 Wake::Api(req) => svc.on_api(req).await,
-                Wake::Tap(nwid, frame) => svc.node.handle_tap_frame(now_ms(), nwid, &frame),
+                Wake::Tap(nwid, frame) => {
+                    if !svc.dp.tap_frame(nwid, &frame).await {
+                        svc.node.handle_tap_frame(now_ms(), nwid, &frame);
+                    }
+                }
                 Wake::Tunnel(from, data) => {
                     svc.node
                         .handle_datagram(now_ms(), TUNNEL_SOCKET, from, &data)

@@ -237,18 +237,24 @@ impl Membership {
             .filter(move |c| Self::usable(c.timestamp(), ours))
     }
 
-    /// Whether a valid COO of the member owns `ip`.
-    pub(crate) fn owns_ip(&self, ip: IpAddr, ours: &NetworkConfig) -> bool {
+    /// The member's valid certificates of ownership.
+    pub(crate) fn valid_coos<'a>(
+        &'a self,
+        ours: &'a NetworkConfig,
+    ) -> impl Iterator<Item = &'a Coo> + 'a {
         self.coos
             .values()
-            .any(|c| Self::usable(c.timestamp(), ours) && c.owns_ip(ip))
+            .filter(move |c| Self::usable(c.timestamp(), ours))
+    }
+
+    /// Whether a valid COO of the member owns `ip`.
+    pub(crate) fn owns_ip(&self, ip: IpAddr, ours: &NetworkConfig) -> bool {
+        self.valid_coos(ours).any(|c| c.owns_ip(ip))
     }
 
     /// Whether a valid COO of the member owns `mac`.
     pub(crate) fn owns_mac(&self, mac: Mac, ours: &NetworkConfig) -> bool {
-        self.coos
-            .values()
-            .any(|c| Self::usable(c.timestamp(), ours) && c.owns_mac(mac))
+        self.valid_coos(ours).any(|c| c.owns_mac(mac))
     }
 
     /// Drops credentials that can no longer be used. spec: vl2.md §13.7

@@ -2,16 +2,15 @@
 //! to the rules VM in `weft_wire::rules`, then sends the TEE/WATCH copies and REDIRECTs it asks
 //! for. spec: vl2.md §15.6
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use rand_core::RngCore;
 use weft_wire::mac::Mac;
-use weft_wire::netaddr;
 use weft_wire::netconf::NetworkConfig;
 use weft_wire::packet::Verb;
 use weft_wire::rules::Rule;
 use weft_wire::rules::eval::{self, Direction, EvalContext, FrameInfo};
-use weft_wire::rules::filter::{self, Decision, FilterVerdict};
+use weft_wire::rules::filter::{self, Decision, FilterVerdict, OwnView};
 use weft_wire::{Address, NetworkId};
 
 use super::Node;
@@ -34,48 +33,6 @@ impl eval::Membership for Remote<'_> {
     }
     fn owns_mac(&self, mac: Mac) -> bool {
         self.m.owns_mac(mac, self.ours)
-    }
-}
-
-/// Our own side: our address and config.
-struct Local<'a> {
-    me: Address,
-    nwid: NetworkId,
-    c: &'a NetworkConfig,
-}
-
-impl Local<'_> {
-    fn has_static(&self, ip: Ipv6Addr) -> bool {
-        self.c.static_ips.iter().any(|n| n.addr() == IpAddr::V6(ip))
-    }
-}
-
-impl eval::LocalView for Local<'_> {
-    fn address(&self) -> Address {
-        self.me
-    }
-    fn tag(&self, id: u32) -> Option<u32> {
-        self.c.tags.iter().find(|t| t.id() == id).map(|t| t.value())
-    }
-    fn owns_ip(&self, ip: IpAddr) -> bool {
-        self.c.coos.iter().any(|c| c.owns_ip(ip))
-    }
-    fn owns_mac(&self, mac: Mac) -> bool {
-        self.c.coos.iter().any(|c| c.owns_mac(mac))
-    }
-    fn ndp_emulation(&self) -> bool {
-        self.c.ndp_emulation()
-    }
-    fn sixplane_address(&self) -> Option<Ipv6Addr> {
-        let a = netaddr::sixplane(self.nwid, self.me);
-        self.has_static(a).then_some(a)
-    }
-    fn rfc4193_address(&self) -> Option<Ipv6Addr> {
-        let a = netaddr::rfc4193(self.nwid, self.me);
-        self.has_static(a).then_some(a)
-    }
-    fn unsupported_match_result(&self) -> bool {
-        self.c.flags & weft_wire::netconf::FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH != 0
     }
 }
 
@@ -112,7 +69,11 @@ impl Node {
             .and_then(|n| n.members.get(&remote))
             .unwrap_or(&empty);
         let rv = Remote { m, ours: c };
-        let local = Local { me, nwid, c };
+        let local = OwnView {
+            me,
+            network_id: nwid,
+            config: c,
+        };
         let ctx = EvalContext {
             direction: if inbound {
                 Direction::Inbound

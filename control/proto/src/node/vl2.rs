@@ -35,9 +35,13 @@ const CREDENTIAL_REPUSH_MS: i64 = 500_000;
 const CERT_REQUEST_GATE_MS: i64 = 1_000;
 /// A local controller's authorization lets a member LIKE/GATHER this long. spec: vl2.md §7.3
 const CONTROLLER_AUTH_MS: i64 = 180_000;
-/// NETWORK_CREDENTIALS processed per sender at most this often (1.14: 1 s; weft relaxes it so a
-/// multi-packet push is not cut, but still bounds verification work). spec: vl2.md §7.6
-const CREDENTIALS_GATE_MS: i64 = 100;
+/// The window of the NETWORK_CREDENTIALS rate gate per sender (1.14: one packet per 1 s).
+/// spec: vl2.md §7.6
+const CREDENTIALS_GATE_MS: i64 = 1000;
+/// NETWORK_CREDENTIALS packets taken per sender per [`CREDENTIALS_GATE_MS`] window. 1.14 takes
+/// one; weft relaxes it (spec: vl2.md §21 "may relax") so that a push of several packets and a
+/// push after each of two quick config changes both arrive, while a flood is still cut off.
+const CREDENTIALS_PER_WINDOW: u32 = 16;
 /// Room for one VL2 payload (a packet is at most 10,024 bytes; header and slack).
 pub(crate) const MAX_VL2_PAYLOAD: usize = 9_700;
 
@@ -254,7 +258,7 @@ impl Node {
         }
         self.controller_auth
             .retain(|_, t| now - *t < CONTROLLER_AUTH_MS);
-        self.credential_gate.retain(|_, t| now - *t < 60_000);
+        self.credential_gate.retain(|_, (t, _)| now - *t < 60_000);
     }
 
     /// Retries held packets (credentials may have arrived); drops old ones.
@@ -433,6 +437,28 @@ impl Node {
             }
         }
         self.announce_all(now, nwid);
+        // New credentials (tags, capabilities, COM) go at once to the members we talk to, not
+        // with the next frame: a rule that depends on our new tag may be what stops that frame
+        // on the other side (and a data plane sends most frames without asking us).
+        let recent: Vec<Address> = self
+            .networks
+            .get(&nwid)
+            .map(|n| {
+                n.members
+                    .iter()
+                    .filter(|(_, m)| {
+                        m.last_pushed
+                            .is_some_and(|(t, _)| now - t <= CREDENTIAL_REPUSH_MS)
+                    })
+                    .map(|(a, _)| *a)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for a in recent {
+            if self.gate_quiet(nwid, a) {
+                self.push_credentials(now, nwid, a);
+            }
+        }
     }
 
     fn set_failure(&mut self, nwid: NetworkId, failure: Option<NetworkStatus>) {
@@ -651,15 +677,17 @@ impl Node {
     /// signer holds the packet (WHOIS) for a retry. spec: vl2.md §7.6
     pub(crate) fn handle_credentials(&mut self, now: Timestamp, source: Address, p: &[u8]) -> bool {
         if source != self.address() {
-            let last = self
+            let w = self
                 .credential_gate
-                .get(&source)
-                .copied()
-                .unwrap_or(i64::MIN / 2);
-            if now - last < CREDENTIALS_GATE_MS && self.retrying_held.is_none() {
+                .entry(source)
+                .or_insert((i64::MIN / 2, 0));
+            if now - w.0 >= CREDENTIALS_GATE_MS {
+                *w = (now, 0);
+            }
+            if w.1 >= CREDENTIALS_PER_WINDOW && self.retrying_held.is_none() {
                 return true;
             }
-            self.credential_gate.insert(source, now);
+            w.1 += 1;
         }
         let Ok(parsed) = NetworkCredentials::decode(p) else {
             return true;

@@ -4,10 +4,15 @@
 //! redirected frame as EXT_FRAME with the flags carried in the verdict (vl2.md §7.2), and
 //! delivers or sends the original frame according to [`Decision`].
 
-use crate::address::Address;
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::address::{Address, NetworkId};
+use crate::mac::Mac;
+use crate::netaddr;
+use crate::netconf::NetworkConfig;
 
 use super::Rule;
-use super::eval::{CopyTarget, Direction, EvalContext, ListResult, evaluate_list};
+use super::eval::{CopyTarget, Direction, EvalContext, ListResult, LocalView, evaluate_list};
 
 /// EXT_FRAME flags of an outbound TEE copy. spec: vl2.md §7.2
 pub const EXT_FRAME_FLAGS_OUTBOUND_TEE: u8 = 0x02;
@@ -224,6 +229,61 @@ pub fn inbound(
         capability_copy: a.capability_copy.map(|c| frame_copy(c, true)),
         base_copy: base_copy.map(|c| frame_copy(c, true)),
         redirect,
+    }
+}
+
+/// Our own side of a rules evaluation, read from our network config: our address, our tags,
+/// what our COOs own, NDP emulation and our managed IPv6 addresses. Shared by the control
+/// plane's slow path and the data plane's fast path. spec: vl2.md §15.4
+#[derive(Debug, Clone, Copy)]
+pub struct OwnView<'a> {
+    /// Our address.
+    pub me: Address,
+    /// The network.
+    pub network_id: NetworkId,
+    /// Our config on it.
+    pub config: &'a NetworkConfig,
+}
+
+impl OwnView<'_> {
+    fn has_static(&self, ip: Ipv6Addr) -> bool {
+        self.config
+            .static_ips
+            .iter()
+            .any(|n| n.addr() == IpAddr::V6(ip))
+    }
+}
+
+impl LocalView for OwnView<'_> {
+    fn address(&self) -> Address {
+        self.me
+    }
+    fn tag(&self, id: u32) -> Option<u32> {
+        self.config
+            .tags
+            .iter()
+            .find(|t| t.id() == id)
+            .map(|t| t.value())
+    }
+    fn owns_ip(&self, ip: IpAddr) -> bool {
+        self.config.coos.iter().any(|c| c.owns_ip(ip))
+    }
+    fn owns_mac(&self, mac: Mac) -> bool {
+        self.config.coos.iter().any(|c| c.owns_mac(mac))
+    }
+    fn ndp_emulation(&self) -> bool {
+        self.config.ndp_emulation()
+    }
+    fn sixplane_address(&self) -> Option<Ipv6Addr> {
+        let a = netaddr::sixplane(self.network_id, self.me);
+        self.has_static(a).then_some(a)
+    }
+    fn rfc4193_address(&self) -> Option<Ipv6Addr> {
+        let a = netaddr::rfc4193(self.network_id, self.me);
+        self.has_static(a).then_some(a)
+    }
+    fn unsupported_match_result(&self) -> bool {
+        self.config.flags & crate::netconf::FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH != 0
     }
 }
 
