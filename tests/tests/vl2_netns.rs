@@ -522,3 +522,103 @@ fn data_plane_restart_keeps_traffic() {
     assert_eq!(n["status"], "OK", "{n}");
     let _ = (&w.root, &w.ctl);
 }
+
+/// The same traffic over every UDP back-end of the data plane: both members restart with
+/// `settings.dataplane.backend` set, the status shows that back-end, and ping, a drop rule and a
+/// 2 MiB TCP transfer work — with the frames on the data plane's fast path (its counters move),
+/// not through the control plane. (AF_XDP is not built yet: `open` reports it skipped.)
+#[test]
+fn every_dataplane_backend_carries_the_network() {
+    let Some(mut w) = world("vl2_backends", 5, 2) else {
+        return;
+    };
+    let nwid = create_network(
+        &w.lab,
+        &w.ctl,
+        json!({
+            "name": "backends",
+            "v4AssignMode": {"zt": true},
+            "ipAssignmentPools": [{"ipRangeStart": "10.147.19.1", "ipRangeEnd": "10.147.19.254"}],
+            "routes": [{"target": "10.147.19.0/24", "via": null}],
+            "rules": [
+                {"type": "MATCH_IP_PROTOCOL", "not": false, "or": false, "ipProtocol": 17},
+                {"type": "MATCH_IP_DEST_PORT_RANGE", "not": false, "or": false, "start": 9, "end": 9},
+                {"type": "ACTION_DROP"},
+                {"type": "ACTION_ACCEPT"}
+            ],
+        }),
+    );
+    for m in &w.members {
+        m.api_post(&w.lab, &format!("/network/{nwid}"), &json!({}));
+        set_member(&w.lab, &w.ctl, &nwid, m, json!({"authorized": true}));
+    }
+    let mut tested = Vec::new();
+    for backend in ["io_uring", "mmsg", "plain"] {
+        for m in w.members.iter_mut() {
+            m.stop(&w.lab);
+            m.write_local_conf(&json!({"settings": {
+                "allowTcpFallbackRelay": false,
+                "portMappingEnabled": false,
+                "dataplane": {"backend": backend}
+            }}));
+            m.start(&w.lab);
+        }
+        let lab = &w.lab;
+        let (a, b) = (&w.members[0], &w.members[1]);
+        let st = a.wait_for(lab, "data-plane status", CONFIGURED, |s| {
+            s["status"]["dataPlane"]["backend"].is_string()
+        });
+        let chosen = st["status"]["dataPlane"]["backend"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            chosen.starts_with(backend),
+            "asked for {backend}, got {chosen}"
+        );
+        let has_v4 = |n: &Value| assigned(n, IpAddr::is_ipv4).is_some();
+        wait_network(lab, a, &nwid, "OK", CONFIGURED, has_v4);
+        let nb = wait_network(lab, b, &nwid, "OK", CONFIGURED, has_v4);
+        let b_v4 = assigned(&nb, IpAddr::is_ipv4).unwrap();
+        ping_works(lab, a, b_v4, TRAFFIC);
+        // After a restart the first frames go through the control plane, which pushes
+        // credentials and publishes the members; then the data plane takes over.
+        let fast = |s: &Value| s["status"]["dataPlane"]["framesOut"].as_u64().unwrap_or(0) > 0;
+        let start = Instant::now();
+        while !(a.status().as_ref().is_some_and(fast) && b.status().as_ref().is_some_and(fast)) {
+            assert!(
+                start.elapsed() < TRAFFIC,
+                "{backend}: the fast path never engaged"
+            );
+            ping_once(lab, &a.ns, b_v4);
+        }
+        let n = tcp_transfer(lab, &a.ns, &b.ns, b_v4, 2 << 20).expect("TCP a -> b");
+        assert_eq!(n, 2 << 20, "{backend}");
+        // the rule drops UDP to port 9 (discard) in the data plane
+        let before = b.status().unwrap()["status"]["dataPlane"]["framesFiltered"]
+            .as_u64()
+            .unwrap_or(0)
+            + a.status().unwrap()["status"]["dataPlane"]["framesFiltered"]
+                .as_u64()
+                .unwrap_or(0);
+        let script = format!("for i in $(seq 20); do echo discard > /dev/udp/{b_v4}/9; done");
+        lab.exec_ok(&a.ns, &["bash", "-c", &script]);
+        let filtered = |s: &Value| {
+            s["status"]["dataPlane"]["framesFiltered"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        a.wait_for(
+            lab,
+            "UDP to port 9 filtered",
+            Duration::from_secs(10),
+            |s| filtered(s) + b.status().as_ref().map_or(0, filtered) >= before + 20,
+        );
+        let out = a.status().unwrap()["status"]["dataPlane"]["framesOut"]
+            .as_u64()
+            .unwrap_or(0);
+        // 2 MiB in segments of at most 2,800 bytes: over 700 frames
+        assert!(out > 700, "{backend}: only {out} frames took the fast path");
+        tested.push(backend);
+    }
+    assert_eq!(tested, ["io_uring", "mmsg", "plain"]);
+}

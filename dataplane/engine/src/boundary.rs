@@ -44,6 +44,9 @@ pub enum ToDataPlane {
         version: u8,
         /// Local addresses to bind, in `LocalSocket` order.
         bind: Vec<SocketAddr>,
+        /// The UDP back-end to use (`af_xdp`, `io_uring`, `mmsg`, `plain`); empty: the best
+        /// one that works here.
+        backend: String,
     },
     /// A new snapshot of the tables.
     Tables(Tables),
@@ -90,6 +93,8 @@ pub enum ToControlPlane {
         version: u8,
         /// Bound addresses.
         bound: Vec<SocketAddr>,
+        /// The UDP back-end chosen and why better ones were not (for status and logs).
+        backend: String,
         /// Error text when nothing could be bound.
         error: String,
     },
@@ -429,10 +434,15 @@ impl ToDataPlane {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
-            ToDataPlane::Start { version, bind } => {
+            ToDataPlane::Start {
+                version,
+                bind,
+                backend,
+            } => {
                 out.push(1);
                 out.push(*version);
                 put_addrs(&mut out, bind);
+                put_blob(&mut out, backend.as_bytes());
             }
             ToDataPlane::Tables(t) => {
                 out.push(2);
@@ -476,6 +486,7 @@ impl ToDataPlane {
             1 => ToDataPlane::Start {
                 version: r.u8()?,
                 bind: addrs(&mut r)?,
+                backend: String::from_utf8_lossy(blob(&mut r)?).into_owned(),
             },
             2 => ToDataPlane::Tables(decode_tables(&mut r)?),
             3 => ToDataPlane::Send {
@@ -507,11 +518,13 @@ impl ToControlPlane {
             ToControlPlane::Started {
                 version,
                 bound,
+                backend,
                 error,
             } => {
                 out.push(11);
                 out.push(*version);
                 put_addrs(&mut out, bound);
+                put_blob(&mut out, backend.as_bytes());
                 out.extend_from_slice(error.as_bytes());
             }
             ToControlPlane::Up { local, from, data } => {
@@ -565,6 +578,7 @@ impl ToControlPlane {
             11 => ToControlPlane::Started {
                 version: r.u8()?,
                 bound: addrs(&mut r)?,
+                backend: String::from_utf8_lossy(blob(&mut r)?).into_owned(),
                 error: String::from_utf8_lossy(&r.rest()).into_owned(),
             },
             12 => ToControlPlane::Up {
@@ -729,6 +743,7 @@ mod tests {
             ToControlPlane::Started {
                 version: BOUNDARY_VERSION,
                 bound: vec![a("0.0.0.0:9993"), a("[::]:9993")],
+                backend: "io_uring (af_xdp: not built)".into(),
                 error: String::new(),
             },
             ToControlPlane::Up {
@@ -779,6 +794,7 @@ mod tests {
         let b = ToDataPlane::Start {
             version: 1,
             bind: vec![a("0.0.0.0:9993")],
+            backend: "mmsg".into(),
         }
         .encode();
         for n in 0..b.len() {

@@ -24,9 +24,12 @@ use tokio_seqpacket::ancillary::{AncillaryMessageWriter, OwnedAncillaryMessage};
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use weft_engine::boundary::{BOUNDARY_VERSION, MAX_MESSAGE, ToControlPlane, ToDataPlane};
 use weft_engine::io::tap::Tap;
+use weft_engine::io::udp;
 use weft_engine::{Engine, EngineStats, Tables, TapVerdict, Verdict};
 use weft_proto::{LocalSocket, Transmit};
 use weft_wire::NetworkId;
+
+use super::worker;
 
 /// UDP receive/send buffer size asked for.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -261,6 +264,10 @@ pub(crate) struct Remote {
     buf: Vec<u8>,
     /// The TAPs the data plane serves (passed again after a restart).
     taps: HashMap<u64, Arc<Tap>>,
+    /// The UDP back-end asked for (empty: auto).
+    backend: String,
+    /// What the process chose, and why better back-ends were not.
+    chosen: String,
 }
 
 /// The data plane, in either form.
@@ -273,7 +280,12 @@ impl std::fmt::Debug for DataPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DataPlane::Local(_) => f.write_str("DataPlane::Local"),
-            DataPlane::Remote(r) => write!(f, "DataPlane::Remote(pid {:?})", r.child.id()),
+            DataPlane::Remote(r) => write!(
+                f,
+                "DataPlane::Remote(pid {:?}, UDP back-end {})",
+                r.child.id(),
+                r.chosen
+            ),
         }
     }
 }
@@ -283,7 +295,8 @@ async fn spawn_child(
     listener: &mut UnixSeqpacketListener,
     sock_path: &Path,
     addrs: &[SocketAddr],
-) -> Result<(Child, UnixSeqpacket, Vec<SocketAddr>)> {
+    backend: &str,
+) -> Result<(Child, UnixSeqpacket, Vec<SocketAddr>, String)> {
     let child = Command::new(exe)
         .arg("dataplane")
         .arg(sock_path)
@@ -298,6 +311,7 @@ async fn spawn_child(
         &ToDataPlane::Start {
             version: BOUNDARY_VERSION,
             bind: addrs.to_vec(),
+            backend: backend.to_owned(),
         }
         .encode(),
     )
@@ -310,6 +324,7 @@ async fn spawn_child(
         ToControlPlane::Started {
             version,
             bound,
+            backend,
             error,
         } => {
             if version != BOUNDARY_VERSION {
@@ -318,7 +333,7 @@ async fn spawn_child(
             if bound.is_empty() {
                 bail!("the data plane could not bind: {error}");
             }
-            Ok((child, conn, bound))
+            Ok((child, conn, bound, backend))
         }
         other => bail!("unexpected first message from the data plane: {other:?}"),
     }
@@ -340,15 +355,21 @@ impl DataPlane {
         }))
     }
 
-    /// Starts a data-plane process that binds `addrs`.
-    pub(crate) async fn split(home: &Path, addrs: Vec<SocketAddr>) -> Result<DataPlane> {
+    /// Starts a data-plane process that binds `addrs` with UDP back-end `backend` (empty: the
+    /// best that works).
+    pub(crate) async fn split(
+        home: &Path,
+        addrs: Vec<SocketAddr>,
+        backend: &str,
+    ) -> Result<DataPlane> {
         let exe = std::env::current_exe()?;
         let sock_path = home.join(SOCKET_NAME);
         let _ = std::fs::remove_file(&sock_path);
         let mut listener = UnixSeqpacketListener::bind(&sock_path)
             .with_context(|| format!("binding {}", sock_path.display()))?;
         crate::fsutil::chmod(&sock_path, crate::fsutil::SECRET_MODE)?;
-        let (child, conn, bound) = spawn_child(&exe, &mut listener, &sock_path, &addrs).await?;
+        let (child, conn, bound, chosen) =
+            spawn_child(&exe, &mut listener, &sock_path, &addrs, backend).await?;
         Ok(DataPlane::Remote(Box::new(Remote {
             exe,
             sock_path,
@@ -361,6 +382,8 @@ impl DataPlane {
             restarts: 0,
             buf: vec![0u8; MAX_MESSAGE],
             taps: HashMap::new(),
+            backend: backend.to_owned(),
+            chosen,
         })))
     }
 
@@ -369,6 +392,14 @@ impl DataPlane {
         match self {
             DataPlane::Local(l) => &l.addrs,
             DataPlane::Remote(r) => &r.addrs,
+        }
+    }
+
+    /// The UDP back-end in use, and why better ones were not chosen.
+    pub(crate) fn backend(&self) -> String {
+        match self {
+            DataPlane::Local(_) => "tokio (in-process data plane)".to_owned(),
+            DataPlane::Remote(r) => r.chosen.clone(),
         }
     }
 
@@ -605,8 +636,17 @@ impl Remote {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         loop {
-            match spawn_child(&self.exe, &mut self.listener, &self.sock_path, &self.addrs).await {
-                Ok((child, conn, bound)) => {
+            match spawn_child(
+                &self.exe,
+                &mut self.listener,
+                &self.sock_path,
+                &self.addrs,
+                &self.backend,
+            )
+            .await
+            {
+                Ok((child, conn, bound, chosen)) => {
+                    self.chosen = chosen;
                     self.child = child;
                     self.conn = Conn::new(conn);
                     self.addrs = bound;
@@ -633,10 +673,11 @@ impl Remote {
     }
 }
 
-/// `weft dataplane <socket>`: the data-plane process. Binds what the control plane asks, drops
-/// root privileges (to `nobody`) once bound, then moves datagrams: relays what the engine
-/// relays, hands everything else up, sends what it is told. Exits when the control socket
-/// closes.
+/// `weft dataplane <socket>`: the data-plane process. Binds what the control plane asks with the
+/// best (or the configured) batched UDP back-end, drops root privileges (to `nobody`) once
+/// bound, then runs the worker thread (`worker.rs`: the batch engine between the sockets and
+/// the TAPs) while this thread relays between the worker and the control plane. Exits when the
+/// control socket closes.
 pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -647,26 +688,46 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
             .with_context(|| format!("connecting to {}", sock.display()))?;
         let mut buf = vec![0u8; MAX_MESSAGE];
         let n = conn.recv(&mut buf).await?;
-        let ToDataPlane::Start { version, bind: want } = ToDataPlane::decode(&buf[..n])? else {
+        let ToDataPlane::Start {
+            version,
+            bind: want,
+            backend,
+        } = ToDataPlane::decode(&buf[..n])?
+        else {
             bail!("the control plane did not start with Start");
         };
         let mut sockets = Vec::new();
         let mut error = String::new();
+        let mut probe_text = String::new();
         if version == BOUNDARY_VERSION {
+            let opts = udp::Options {
+                prefer: if backend.is_empty() {
+                    None
+                } else {
+                    Some(backend.parse::<udp::Backend>().map_err(|e| anyhow::anyhow!("{e}"))?)
+                },
+                ..udp::Options::default()
+            };
             for a in &want {
-                match bind(*a) {
-                    Ok(s) => sockets.push(s),
-                    Err(e) => error = format!("{e:#}"),
+                match udp::open(*a, &opts) {
+                    Ok((s, probe)) => {
+                        if probe_text.is_empty() {
+                            probe_text = describe(&probe);
+                        }
+                        sockets.push(s);
+                    }
+                    Err(e) => error = format!("cannot bind UDP {a}: {e}"),
                 }
             }
         } else {
             error = format!("boundary version {version} unsupported");
         }
-        let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect();
         conn.send(
             &ToControlPlane::Started {
                 version: BOUNDARY_VERSION,
                 bound: addrs.clone(),
+                backend: probe_text,
                 error,
             }
             .encode(),
@@ -677,14 +738,8 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         }
         drop_privileges();
         let mut conn = Conn::new(conn);
-        let mut taps: HashMap<u64, (Arc<Tap>, tokio::task::JoinHandle<()>)> = HashMap::new();
-        let mut engine = Engine::new(random_seed());
-        let mut tables = Tables::default();
-        let (frames_tx, mut frames_rx) = mpsc::channel::<(u64, Vec<u8>)>(WRITE_QUEUE);
-        let mut datagrams = Vec::new();
-        let mut bufs: Vec<Vec<u8>> = sockets.iter().map(|_| vec![0u8; 16_384]).collect();
-        let mut verdicts = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let (up_tx, mut up_rx) = mpsc::channel::<worker::Up>(WRITE_QUEUE);
+        let w = worker::Worker::start(sockets, up_tx, random_seed())?;
         loop {
             tokio::select! {
                 r = conn.recv_with_fds(&mut buf) => {
@@ -696,100 +751,52 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         Ok(ToDataPlane::AttachTap { nwid, name }) => {
                             let Some(fd) = fds.pop() else { continue };
                             match Tap::from_fd(fd, &name) {
-                                Ok(tap) => {
-                                    let tap = Arc::new(tap);
-                                    let frames = frames_tx.clone();
-                                    let reader = tokio::spawn(super::ports::read_frames(tap.clone(), move |frame| {
-                                        // a full queue drops the frame, like a full NIC ring
-                                        let _ = frames.try_send((nwid, frame));
-                                    }));
-                                    if let Some((_, old)) = taps.insert(nwid, (tap, reader)) {
-                                        old.abort();
-                                    }
-                                }
+                                Ok(tap) => w.tell(worker::Cmd::AttachTap(nwid, Arc::new(tap))),
                                 Err(e) => eprintln!("weft dataplane: TAP {name}: {e}"),
                             }
                         }
-                        Ok(ToDataPlane::DetachTap { nwid }) => {
-                            if let Some((_, reader)) = taps.remove(&nwid) {
-                                reader.abort();
-                            }
-                        }
+                        Ok(ToDataPlane::DetachTap { nwid }) => w.tell(worker::Cmd::DetachTap(nwid)),
                         Ok(ToDataPlane::TapWrite { nwid, frame }) => {
-                            // a busy or missing port drops the frame
-                            if let Some((tap, _)) = taps.get(&nwid) {
-                                let _ = tap.write(&frame);
-                            }
+                            w.tell(worker::Cmd::TapWrite(nwid, frame));
                         }
-                        Ok(ToDataPlane::Tables(t)) => tables = t,
+                        Ok(ToDataPlane::Tables(t)) => w.tell(worker::Cmd::Tables(Arc::new(t))),
                         Ok(ToDataPlane::Send { local, to, ttl, data }) => {
-                            for i in sockets_for(&addrs, local, to) {
-                                send_on(&sockets[i], to, ttl, &data).await;
-                            }
+                            w.tell(worker::Cmd::Send { local, to, ttl, data });
                         }
                         Ok(ToDataPlane::Shutdown) => return Ok(std::process::ExitCode::SUCCESS),
+                        Err(e) => eprintln!("weft dataplane: bad record from the control plane: {e}"),
                         _ => {}
                     }
                 }
-                (i, r) = recv_any(&sockets, &mut bufs) => {
-                    let Ok((n, from)) = r else { continue };
-                    let from = unmap(from);
-                    let data = &bufs[i][..n];
-                    engine.process_rx(&tables, mono_ms(), &[(from, data)], &mut verdicts);
-                    for v in verdicts.drain(..) {
-                        match v {
-                            Verdict::Up => {
-                                let msg = ToControlPlane::Up { local: i as u32, from, data: data.to_vec() };
-                                conn.send(msg.encode());
-                            }
-                            Verdict::UpPacket(data) => {
-                                conn.send(ToControlPlane::UpPacket { local: i as u32, from, data }.encode());
-                            }
-                            Verdict::TapWrite { network_id, frame } => {
-                                // a busy or missing port drops the frame
-                                if let Some((tap, _)) = taps.get(&network_id.0) {
-                                    let _ = tap.write(&frame);
-                                }
-                            }
-                            Verdict::Relay { local, to, data, ends } => {
-                                for s in sockets_for(&addrs, local, to) {
-                                    send_on(&sockets[s], to, 0, &data).await;
-                                }
-                                if let Some((source, dest)) = ends {
-                                    conn.send(ToControlPlane::Relayed { source, dest }.encode());
-                                }
-                            }
-                            Verdict::Held | Verdict::Drop(_) => {}
+                Some(m) = up_rx.recv() => {
+                    let msg = match m {
+                        worker::Up::Datagram { local, from, data } => ToControlPlane::Up { local, from, data },
+                        worker::Up::Packet { local, from, data } => ToControlPlane::UpPacket { local, from, data },
+                        worker::Up::Relayed(source, dest) => ToControlPlane::Relayed { source, dest },
+                        worker::Up::TapFrame(nwid, frame) => ToControlPlane::TapFrame { nwid, frame },
+                        worker::Up::Activity(a) => ToControlPlane::Activity(a),
+                        worker::Up::Stats(mut st, udp, up_drops) => {
+                            // records neither queue could take count as drops, and so do the
+                            // kernel's receive-queue drops
+                            st.dropped += conn.drops + up_drops + udp.iter().map(|u| u.rx_drops).sum::<u64>();
+                            ToControlPlane::Stats(st)
                         }
-                    }
-                }
-                Some((nwid, frame)) = frames_rx.recv() => {
-                    match engine.process_tap(&tables, NetworkId(nwid), &frame, &mut datagrams) {
-                        TapVerdict::Up => conn.send(ToControlPlane::TapFrame { nwid, frame }.encode()),
-                        TapVerdict::Sent => {
-                            for d in datagrams.drain(..) {
-                                for s in sockets_for(&addrs, d.local, d.to) {
-                                    send_on(&sockets[s], d.to, 0, &d.data).await;
-                                }
-                            }
-                        }
-                        TapVerdict::Drop(_) => {}
-                    }
-                }
-                _ = tick.tick() => {
-                    engine.expire(mono_ms());
-                    let activity = engine.take_activity();
-                    if !activity.is_empty() {
-                        conn.send(ToControlPlane::Activity(activity).encode());
-                    }
-                    let mut st = engine.stats();
-                    // records the control plane could not take count as drops
-                    st.dropped += conn.drops;
-                    conn.send(ToControlPlane::Stats(st).encode());
+                    };
+                    conn.send(msg.encode());
                 }
             }
         }
     })
+}
+
+/// The back-end chosen and why better ones were not, in one line.
+fn describe(p: &udp::Probe) -> String {
+    let mut s = p.chosen.to_string();
+    if !p.skipped.is_empty() {
+        let why: Vec<String> = p.skipped.iter().map(|(b, r)| format!("{b}: {r}")).collect();
+        s.push_str(&format!(" ({})", why.join("; ")));
+    }
+    s
 }
 
 /// Root is only needed to bind; the data plane goes on as `nobody`.

@@ -38,6 +38,9 @@ pub(crate) struct LocalConf {
     pub(crate) tertiary_port: u16,
     /// `settings.portMappingProtocols` (weft): which of `upnp`, `pcp`, `natpmp` to try.
     pub(crate) port_mapping_protocols: Vec<String>,
+    /// `settings.dataplane.backend` (weft): the data plane's UDP back-end (`af_xdp`,
+    /// `io_uring`, `mmsg`, `plain`); empty: the best that works.
+    pub(crate) dataplane_backend: String,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -58,6 +61,7 @@ impl Default for LocalConf {
             port_mapping: true,
             tertiary_port: 0,
             port_mapping_protocols: vec!["pcp".into(), "natpmp".into(), "upnp".into()],
+            dataplane_backend: String::new(),
         }
     }
 }
@@ -358,6 +362,14 @@ impl Home {
             }
             _ => bail!("local.conf: settings.portMappingProtocols must be an array"),
         };
+        let dataplane_backend = match &settings["dataplane"]["backend"] {
+            Value::Null => String::new(),
+            Value::String(b) if b == "auto" || b.is_empty() => String::new(),
+            Value::String(b) if b.parse::<weft_engine::io::udp::Backend>().is_ok() => b.clone(),
+            _ => bail!(
+                "local.conf: settings.dataplane.backend must be \"auto\", \"af_xdp\", \"io_uring\", \"mmsg\" or \"plain\""
+            ),
+        };
         let mut bind = Vec::new();
         if let Some(a) = settings["bind"].as_array() {
             for (i, ip) in a.iter().enumerate() {
@@ -427,6 +439,7 @@ impl Home {
             port_mapping,
             tertiary_port,
             port_mapping_protocols,
+            dataplane_backend,
         })
     }
 
@@ -606,5 +619,19 @@ mod tests {
         )
         .unwrap();
         assert!(format!("{:#}", h.local_conf().unwrap_err()).contains("tertiaryPort"));
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"dataplane":{"backend":"turbo"}}}"#,
+        )
+        .unwrap();
+        assert!(
+            format!("{:#}", h.local_conf().unwrap_err()).contains("settings.dataplane.backend")
+        );
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"dataplane":{"backend":"mmsg"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.local_conf().unwrap().dataplane_backend, "mmsg");
     }
 }

@@ -12,6 +12,7 @@ mod metrics;
 mod ports;
 mod run;
 mod tcp_fallback;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

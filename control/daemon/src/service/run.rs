@@ -365,7 +365,11 @@ impl Service {
             "relayed": e.relayed,
             "handedUp": e.up,
             "dropped": e.dropped,
-            "backend": "sockets",
+            "framesIn": e.frames_in,
+            "framesOut": e.frames_out,
+            "framesHandedUp": e.frames_up,
+            "framesFiltered": e.filtered,
+            "backend": self.dp.backend(),
             "mode": if process.is_some() { "process" } else { "in-process" },
             "pid": process.map(|p| p.0),
             "restarts": process.map_or(0, |p| p.1),
@@ -711,7 +715,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         } else {
             let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
             drop(sockets);
-            DataPlane::split(&home.dir, addrs).await?
+            DataPlane::split(&home.dir, addrs, &conf.dataplane_backend).await?
         };
         eprintln!(
             "weft: {} listening on UDP port {port} ({} socket(s), data plane {:?}), API on {:?}, planet {:#x}",
