@@ -6,10 +6,13 @@
 //! data. Widths:
 //!
 //! - [`Backend::Avx512`]: 16 blocks (1 KiB) per pass in `zmm` registers (AVX-512F); passes for
-//!   the last 8 or fewer blocks use the AVX2 kernel.
+//!   the last 8 or fewer blocks use the 8-block kernel with AVX-512VL's 256-bit rotate.
 //! - [`Backend::Avx2`]: 8 blocks (512 bytes) per pass in `ymm` registers.
-//! - [`Backend::Portable`]: 4 blocks per pass on `[u32; 4]` arrays (safe Rust; LLVM turns the
-//!   lane loops into SSE2 on x86-64).
+//! - [`Backend::Portable`]: one block per pass, scalar safe Rust (as fast as the `salsa20`
+//!   crate; a 4-lane `[u32; 4]` version of the same code measured slower than scalar here).
+//!
+//! Every backend computes a request for a single block (the Poly1305 key of cipher 0) with the
+//! scalar code: one block costs about as much as a whole 8-block vector pass.
 //!
 //! A pass that covers more than the caller asked for leaves the surplus keystream in a buffer,
 //! which the next [`Salsa2012::apply_keystream`] call consumes first, so calls can split the
@@ -28,11 +31,11 @@ const MAX_PASS: usize = 16 * BLOCK;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
-    /// Safe Rust, 4 blocks per pass.
+    /// Safe Rust, one block per pass.
     Portable,
     /// AVX2, 8 blocks per pass.
     Avx2,
-    /// AVX-512F, 16 blocks per pass (AVX2 for short tails).
+    /// AVX-512F, 16 blocks per pass (8 with AVX-512VL for short tails).
     Avx512,
 }
 
@@ -77,6 +80,7 @@ impl Backend {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => {
                 std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx2")
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -87,7 +91,8 @@ impl Backend {
     /// Blocks in the pass used when `blocks` more blocks are wanted.
     fn pass_blocks(self, blocks: usize) -> usize {
         match self {
-            Backend::Portable => 4,
+            Backend::Portable => 1,
+            _ if blocks == 1 => 1,
             Backend::Avx2 => 8,
             Backend::Avx512 if blocks > 8 => 16,
             Backend::Avx512 => 8,
@@ -219,15 +224,18 @@ impl Salsa2012 {
     }
 }
 
-/// XORs `data.len() / 64` blocks of keystream, from block `counter`, into `data` (256, 512 or
-/// 1024 bytes as [`Backend::pass_blocks`] chose).
+/// XORs `data.len() / 64` blocks of keystream, from block `counter`, into `data` (64, 256, 512
+/// or 1024 bytes as [`Backend::pass_blocks`] chose).
 fn pass(backend: Backend, input: &[u32; 16], counter: u64, data: &mut [u8]) {
     match (backend, data.len()) {
         #[cfg(target_arch = "x86_64")]
         (Backend::Avx512, 1024) => x86::xor16(input, counter, data),
         #[cfg(target_arch = "x86_64")]
-        (Backend::Avx512 | Backend::Avx2, 512) => x86::xor8(input, counter, data),
-        _ => portable_xor4(input, counter, data),
+        #[cfg(target_arch = "x86_64")]
+        (Backend::Avx512, 512) => x86::xor8(input, counter, data, true),
+        #[cfg(target_arch = "x86_64")]
+        (Backend::Avx2, 512) => x86::xor8(input, counter, data, false),
+        _ => portable_xor::<1>(input, counter, data),
     }
 }
 
@@ -249,62 +257,86 @@ fn counters<const N: usize>(counter: u64) -> ([u32; N], [u32; N]) {
     (lo, hi)
 }
 
-/// The Salsa20 quarter-round indices: four column quarter-rounds, then four row quarter-rounds,
-/// each `(a, b, c, d)` as in `b ^= (a + d) <<< 7; c ^= (b + a) <<< 9; d ^= (c + b) <<< 13;
-/// a ^= (d + c) <<< 18`.
-const QR: [[usize; 4]; 8] = [
-    [0, 4, 8, 12],
-    [5, 9, 13, 1],
-    [10, 14, 2, 6],
-    [15, 3, 7, 11],
-    [0, 1, 2, 3],
-    [5, 6, 7, 4],
-    [10, 11, 8, 9],
-    [15, 12, 13, 14],
-];
+/// One Salsa20 double round (column round, then row round) on the 16 state values `$x[i]`,
+/// given the lane-wise add, xor and left-rotations by 7, 9, 13 and 18. The indices are literals
+/// so that the state stays in registers; the four quarter-rounds of a half round are
+/// independent and are interleaved step by step.
+macro_rules! double_round {
+    ($x:ident, $add:expr, $xor:expr, $r7:expr, $r9:expr, $r13:expr, $r18:expr) => {
+        half_round!(
+            $x,
+            $add,
+            $xor,
+            $r7,
+            $r9,
+            $r13,
+            $r18,
+            [0, 4, 8, 12],
+            [5, 9, 13, 1],
+            [10, 14, 2, 6],
+            [15, 3, 7, 11]
+        );
+        half_round!(
+            $x,
+            $add,
+            $xor,
+            $r7,
+            $r9,
+            $r13,
+            $r18,
+            [0, 1, 2, 3],
+            [5, 6, 7, 4],
+            [10, 11, 8, 9],
+            [15, 12, 13, 14]
+        );
+    };
+}
+
+/// Four quarter-rounds `(a, b, c, d)`: `b ^= (a + d) <<< 7; c ^= (b + a) <<< 9;
+/// d ^= (c + b) <<< 13; a ^= (d + c) <<< 18`.
+macro_rules! half_round {
+    ($x:ident, $add:expr, $xor:expr, $r7:expr, $r9:expr, $r13:expr, $r18:expr,
+     $([$a:literal, $b:literal, $c:literal, $d:literal]),*) => {
+        $( $x[$b] = $xor($x[$b], $r7($add($x[$a], $x[$d]))); )*
+        $( $x[$c] = $xor($x[$c], $r9($add($x[$b], $x[$a]))); )*
+        $( $x[$d] = $xor($x[$d], $r13($add($x[$c], $x[$b]))); )*
+        $( $x[$a] = $xor($x[$a], $r18($add($x[$d], $x[$c]))); )*
+    };
+}
 
 /// Salsa20/12 = 6 double rounds.
 const DOUBLE_ROUNDS: usize = 6;
 
-/// Four blocks at once on `[u32; 4]` lanes (`data` is 256 bytes).
-fn portable_xor4(input: &[u32; 16], counter: u64, data: &mut [u8]) {
-    const N: usize = 4;
+/// `N` blocks at once on `[u32; N]` lanes (`data` is `64 * N` bytes); used with `N = 1`, which
+/// is plain scalar code.
+fn portable_xor<const N: usize>(input: &[u32; 16], counter: u64, data: &mut [u8]) {
+    debug_assert_eq!(data.len(), N * BLOCK);
     let mut x = [[0u32; N]; 16];
     for (xi, &v) in x.iter_mut().zip(input) {
         *xi = [v; N];
     }
     (x[8], x[9]) = counters::<N>(counter);
     let orig = x;
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // lane index, as in the vector kernels
-    fn step(x: &mut [[u32; N]; 16], t: usize, a: usize, b: usize, r: u32) {
-        for l in 0..N {
-            x[t][l] ^= x[a][l].wrapping_add(x[b][l]).rotate_left(r);
-        }
-    }
+    let add =
+        |a: [u32; N], b: [u32; N]| -> [u32; N] { std::array::from_fn(|l| a[l].wrapping_add(b[l])) };
+    let xor = |a: [u32; N], b: [u32; N]| -> [u32; N] { std::array::from_fn(|l| a[l] ^ b[l]) };
+    let rol = |a: [u32; N], r: u32| -> [u32; N] { a.map(|v| v.rotate_left(r)) };
     for _ in 0..DOUBLE_ROUNDS {
-        // Same-position quarter-rounds are independent: interleave them step by step.
-        for half in QR.chunks_exact(4) {
-            for q in half {
-                step(&mut x, q[1], q[0], q[3], 7);
-            }
-            for q in half {
-                step(&mut x, q[2], q[1], q[0], 9);
-            }
-            for q in half {
-                step(&mut x, q[3], q[2], q[1], 13);
-            }
-            for q in half {
-                step(&mut x, q[0], q[3], q[2], 18);
-            }
-        }
+        double_round!(
+            x,
+            add,
+            xor,
+            |a| rol(a, 7),
+            |a| rol(a, 9),
+            |a| rol(a, 13),
+            |a| rol(a, 18)
+        );
     }
     for (block, chunk) in data.chunks_exact_mut(BLOCK).enumerate() {
         for (i, word) in chunk.chunks_exact_mut(4).enumerate() {
-            let k = x[i][block].wrapping_add(orig[i][block]).to_le_bytes();
-            for (d, k) in word.iter_mut().zip(k) {
-                *d ^= k;
-            }
+            let k = x[i][block].wrapping_add(orig[i][block]);
+            let d = u32::from_le_bytes(word.try_into().expect("4 bytes")) ^ k;
+            word.copy_from_slice(&d.to_le_bytes());
         }
     }
 }
@@ -317,7 +349,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use super::{DOUBLE_ROUNDS, QR, counters};
+    use super::{DOUBLE_ROUNDS, counters};
 
     /// XORs 16 blocks of keystream into `data` (1024 bytes). Panics on another length or a CPU
     /// without AVX-512F (callers choose the backend through `Backend::is_available`).
@@ -331,12 +363,19 @@ mod x86 {
 
     /// XORs 8 blocks of keystream into `data` (512 bytes). Panics on another length or a CPU
     /// without AVX2.
-    pub(super) fn xor8(input: &[u32; 16], counter: u64, data: &mut [u8]) {
+    ///
+    /// With `vl` (the AVX-512 backend) the rounds use AVX-512VL's 256-bit rotate instead of two
+    /// shifts and an or; panics if `vl` is set on a CPU without AVX-512F/VL.
+    pub(super) fn xor8(input: &[u32; 16], counter: u64, data: &mut [u8], vl: bool) {
         assert_eq!(data.len(), 512);
         assert!(std::arch::is_x86_feature_detected!("avx2"));
-        // SAFETY: the CPU supports AVX2 (checked above), and `data` is 512 bytes, which
-        // `xor8_avx2` reads and writes in bounds.
-        unsafe { xor8_avx2(input, counter, data.as_mut_ptr()) }
+        assert!(
+            !vl || (std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl"))
+        );
+        // SAFETY: the CPU supports AVX2, and AVX-512F/VL when `vl` (checked above); `data` is
+        // 512 bytes, which `xor8_avx2` reads and writes in bounds.
+        unsafe { xor8_avx2(input, counter, data.as_mut_ptr(), vl) }
     }
 
     /// # Safety
@@ -356,20 +395,15 @@ mod x86 {
         }
         let orig = x;
         for _ in 0..DOUBLE_ROUNDS {
-            for half in QR.chunks_exact(4) {
-                for (t, a, b, r) in [(1, 0, 3, 7), (2, 1, 0, 9), (3, 2, 1, 13), (0, 3, 2, 18)] {
-                    for q in half {
-                        let s = _mm512_add_epi32(x[q[a]], x[q[b]]);
-                        let s = match r {
-                            7 => _mm512_rol_epi32::<7>(s),
-                            9 => _mm512_rol_epi32::<9>(s),
-                            13 => _mm512_rol_epi32::<13>(s),
-                            _ => _mm512_rol_epi32::<18>(s),
-                        };
-                        x[q[t]] = _mm512_xor_si512(x[q[t]], s);
-                    }
-                }
-            }
+            double_round!(
+                x,
+                _mm512_add_epi32,
+                _mm512_xor_si512,
+                _mm512_rol_epi32::<7>,
+                _mm512_rol_epi32::<9>,
+                _mm512_rol_epi32::<13>,
+                _mm512_rol_epi32::<18>
+            );
         }
         for (xi, oi) in x.iter_mut().zip(orig) {
             *xi = _mm512_add_epi32(*xi, oi);
@@ -410,11 +444,49 @@ mod x86 {
         }
     }
 
+    /// The 12 rounds on 8 blocks, rotations as two shifts and an or.
+    #[target_feature(enable = "avx2")]
+    fn rounds8_avx2(x: &mut [__m256i; 16]) {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn rol<const L: i32, const R: i32>(s: __m256i) -> __m256i {
+            _mm256_or_si256(_mm256_slli_epi32::<L>(s), _mm256_srli_epi32::<R>(s))
+        }
+        for _ in 0..DOUBLE_ROUNDS {
+            double_round!(
+                x,
+                _mm256_add_epi32,
+                _mm256_xor_si256,
+                rol::<7, 25>,
+                rol::<9, 23>,
+                rol::<13, 19>,
+                rol::<18, 14>
+            );
+        }
+    }
+
+    /// The 12 rounds on 8 blocks with AVX-512VL's `vprold`.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    fn rounds8_avx512vl(x: &mut [__m256i; 16]) {
+        for _ in 0..DOUBLE_ROUNDS {
+            double_round!(
+                x,
+                _mm256_add_epi32,
+                _mm256_xor_si256,
+                _mm256_rol_epi32::<7>,
+                _mm256_rol_epi32::<9>,
+                _mm256_rol_epi32::<13>,
+                _mm256_rol_epi32::<18>
+            );
+        }
+    }
+
     /// # Safety
-    /// The CPU must support AVX2; `data` must be valid for reads and writes of 512 bytes.
+    /// The CPU must support AVX2, and AVX-512F/VL if `vl`; `data` must be valid for reads and
+    /// writes of 512 bytes.
     #[target_feature(enable = "avx2")]
     #[allow(clippy::needless_range_loop)] // block/word indices read better than zips here
-    unsafe fn xor8_avx2(input: &[u32; 16], counter: u64, data: *mut u8) {
+    unsafe fn xor8_avx2(input: &[u32; 16], counter: u64, data: *mut u8, vl: bool) {
         let mut x = [_mm256_setzero_si256(); 16];
         for (xi, &v) in x.iter_mut().zip(input) {
             *xi = _mm256_set1_epi32(v as i32);
@@ -426,26 +498,11 @@ mod x86 {
             x[9] = _mm256_loadu_si256(hi.as_ptr().cast());
         }
         let orig = x;
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn rol<const L: i32, const R: i32>(s: __m256i) -> __m256i {
-            _mm256_or_si256(_mm256_slli_epi32::<L>(s), _mm256_srli_epi32::<R>(s))
-        }
-        for _ in 0..DOUBLE_ROUNDS {
-            for half in QR.chunks_exact(4) {
-                for (t, a, b, r) in [(1, 0, 3, 7), (2, 1, 0, 9), (3, 2, 1, 13), (0, 3, 2, 18)] {
-                    for q in half {
-                        let s = _mm256_add_epi32(x[q[a]], x[q[b]]);
-                        let s = match r {
-                            7 => rol::<7, 25>(s),
-                            9 => rol::<9, 23>(s),
-                            13 => rol::<13, 19>(s),
-                            _ => rol::<18, 14>(s),
-                        };
-                        x[q[t]] = _mm256_xor_si256(x[q[t]], s);
-                    }
-                }
-            }
+        if vl {
+            // SAFETY: the caller guarantees AVX-512F/VL when `vl` is set.
+            unsafe { rounds8_avx512vl(&mut x) }
+        } else {
+            rounds8_avx2(&mut x);
         }
         for (xi, oi) in x.iter_mut().zip(orig) {
             *xi = _mm256_add_epi32(*xi, oi);
@@ -622,6 +679,37 @@ pub(crate) mod tests {
             let mut data = vec![0u8; 2048];
             s.apply_keystream(&mut data);
             assert_eq!(data, expect, "{backend:?}");
+        }
+    }
+
+    /// `cargo test -p weft-simd --release -- --ignored --nocapture salsa_timing`: ns for the
+    /// cipher-1 keystream (block 0, then `len` bytes) per backend and with the `salsa20` crate.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn salsa_timing() {
+        use crate::poly1305::timing::ns_per;
+        use std::hint::black_box;
+        let key = [0x42u8; 32];
+        let iv = [1u8; 8];
+        for len in [64usize, 1373, 2773, 9997] {
+            let mut data = vec![0u8; len];
+            let mut line = format!("len {len:>5}:");
+            for b in available() {
+                let t = ns_per(|| {
+                    let mut s = Salsa2012::with_backend(b, black_box(&key), &iv).unwrap();
+                    black_box(s.keystream_block0());
+                    s.apply_keystream(black_box(&mut data));
+                });
+                line += &format!(" {b:?} {t:.0} ns ({:.2} GB/s)", len as f64 / t);
+            }
+            let t = ns_per(|| {
+                let mut s = salsa20::Salsa12::new(black_box(&key).into(), (&iv).into());
+                let mut b0 = [0u8; 64];
+                s.apply_keystream(&mut b0);
+                black_box(b0);
+                s.apply_keystream(black_box(&mut data));
+            });
+            eprintln!("{line} crate {t:.0} ns ({:.2} GB/s)", len as f64 / t);
         }
     }
 
