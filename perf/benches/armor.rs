@@ -21,6 +21,11 @@
 //! - `crates-salsa12-block0` and `crates-poly1305-mac`: the two halves of that (Salsa12 key
 //!   setup + one 64-byte block; Poly1305 key setup + MAC over `len - 27` bytes), to locate the
 //!   fixed per-packet cost.
+//! - `weft-simd-salsa12-keystream`: `weft_simd::salsa::Salsa2012::new` + `keystream_block0` +
+//!   `apply_keystream` over `len - 27` bytes: the whole cipher-1 Salsa20/12 work alone.
+//!   Counterpart of the crate's share of `crates-salsa12-poly1305-enc` minus the MAC.
+//! - `weft-simd-poly1305-mac`: `weft_simd::poly1305::mac` over `len - 27` bytes. Counterpart
+//!   of `crates-poly1305-mac`.
 //! - `crates-aes256gcm-enc` / `-dec`: `aes-gcm` Aes256Gcm (key schedule precomputed, 12-byte
 //!   nonce, 11-byte AAD) in place, detached tag, over `len - 27` bytes; `-dec` uses a fresh copy
 //!   per iteration. A one-pass AEAD reference for cipher 3 (AES-GMAC-SIV is two-pass: GMAC over
@@ -129,6 +134,19 @@ fn baselines(g: &mut Group<'_>, size: usize) {
     let aad = [0xaau8; 11];
     let mut body = packet(size)[IDX_VERB..].to_vec();
     assert_eq!(body.len(), body_len(size));
+
+    // weft-simd's two halves, for the split of cipher 1's cost.
+    g.bench_function(BenchmarkId::new("weft-simd-salsa12-keystream", size), |b| {
+        b.iter(|| {
+            let mut s = weft_simd::salsa::Salsa2012::new(black_box(&skey), &iv);
+            let block0 = s.keystream_block0();
+            s.apply_keystream(black_box(&mut body[..]));
+            block0
+        });
+    });
+    g.bench_function(BenchmarkId::new("weft-simd-poly1305-mac", size), |b| {
+        b.iter(|| weft_simd::poly1305::mac(black_box(&[0x17u8; 32]), black_box(&body)));
+    });
 
     // The two halves of the cipher-0 work, to see where the fixed per-packet cost goes.
     g.bench_function(BenchmarkId::new("crates-salsa12-block0", size), |b| {

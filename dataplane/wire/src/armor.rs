@@ -1,8 +1,6 @@
 //! Armor (authenticate and encrypt) and dearmor packets for every cipher suite.
 //! spec: vl1.md §3.2–§3.5
 
-use poly1305::Poly1305;
-use poly1305::universal_hash::KeyInit;
 use subtle::ConstantTimeEq;
 
 use crate::crypto::PeerKey;
@@ -73,9 +71,8 @@ fn packet_salsa(key: &PeerKey, packet: &[u8]) -> Salsa2012 {
     s
 }
 
-fn poly_mac(poly_key: &[u8], data: &[u8]) -> [u8; 16] {
-    let mac = Poly1305::new(poly_key.into());
-    mac.compute_unpadded(data).into()
+fn poly_mac(poly_key: &[u8; 32], data: &[u8]) -> [u8; 16] {
+    weft_simd::poly1305::mac(poly_key, data)
 }
 
 fn aad(packet: &[u8]) -> [u8; AAD_LEN] {
@@ -107,7 +104,10 @@ pub fn armor(packet: &mut [u8], key: &PeerKey, suite: CipherSuite) -> Result<(),
             if suite == CipherSuite::Poly1305Salsa2012 {
                 s.apply_keystream(&mut packet[IDX_VERB..]);
             }
-            let tag = poly_mac(&block0[..32], &packet[IDX_VERB..]);
+            let tag = poly_mac(
+                block0[..32].try_into().expect("32 bytes"),
+                &packet[IDX_VERB..],
+            );
             packet[IDX_MAC..IDX_VERB].copy_from_slice(&tag[..8]);
             Ok(())
         }
@@ -152,7 +152,10 @@ pub fn dearmor(packet: &mut [u8], key: &PeerKey) -> Result<CipherSuite, ArmorErr
         CipherSuite::Poly1305None | CipherSuite::Poly1305Salsa2012 => {
             let mut s = packet_salsa(key, packet);
             let block0 = s.keystream_block0();
-            let tag = poly_mac(&block0[..32], &packet[IDX_VERB..]);
+            let tag = poly_mac(
+                block0[..32].try_into().expect("32 bytes"),
+                &packet[IDX_VERB..],
+            );
             if !bool::from(tag[..8].ct_eq(&packet[IDX_MAC..IDX_VERB])) {
                 return Err(ArmorError::MacFailed { cipher });
             }
