@@ -19,6 +19,8 @@ use weft_proto::{NetworkInfo, NodeStats, PeerInfo, PeerRole, Timestamp};
 pub(crate) struct Snapshot {
     pub(crate) node: NodeStats,
     pub(crate) engine: EngineStats,
+    /// The data plane's UDP back-end (its name, the first word of its description).
+    pub(crate) backend: String,
     pub(crate) networks: Vec<NetworkInfo>,
     pub(crate) peers: Vec<PeerInfo>,
     pub(crate) online: bool,
@@ -105,7 +107,7 @@ struct Role {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Verdict {
-    backend: &'static str,
+    backend: String,
     verdict: &'static str,
 }
 
@@ -261,7 +263,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
         ("frame_filtered", s.engine.filtered),
     ] {
         dp.get_or_create(&Verdict {
-            backend: "sockets",
+            backend: s.backend.clone(),
             verdict,
         })
         .inc_by(v);
@@ -385,6 +387,7 @@ mod tests {
                 frames_out: 11,
                 ..Default::default()
             },
+            backend: "mmsg".into(),
             networks: Vec::new(),
             peers: Vec::new(),
             online: true,
@@ -403,8 +406,8 @@ mod tests {
             "weft_packet_errors_total{direction=\"rx\",error_type=\"network_access_denied\"} 2",
             "weft_udp_bytes_total{direction=\"rx\"} 1500",
             "weft_drops_total{reason=\"frame_filtered\"} 4",
-            "weft_dataplane_datagrams_total{backend=\"sockets\",verdict=\"relayed\"} 5",
-            "weft_dataplane_datagrams_total{backend=\"sockets\",verdict=\"frame_out\"} 11",
+            "weft_dataplane_datagrams_total{backend=\"mmsg\",verdict=\"relayed\"} 5",
+            "weft_dataplane_datagrams_total{backend=\"mmsg\",verdict=\"frame_out\"} 11",
             // prometheus-client writes unlabeled samples with empty braces (valid OpenMetrics)
             "weft_online{} 1",
             "weft_networks{} 0",

@@ -584,6 +584,13 @@ impl Service {
         super::metrics::render(&super::metrics::Snapshot {
             node: self.node.stats(),
             engine: self.dp.stats().0,
+            backend: self
+                .dp
+                .backend()
+                .split_whitespace()
+                .next()
+                .unwrap_or("unknown")
+                .to_owned(),
             networks: self.node.networks(),
             peers: self.node.peers(now),
             online: self.node.is_online(),
