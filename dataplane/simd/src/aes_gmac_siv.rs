@@ -926,28 +926,41 @@ mod x86 {
             keystream512(&self.rk, cs, self.swap)
         }
 
-        /// CTR over `data[off..]` (any length).
+        /// CTR over `data[off..]` (any length): 32 blocks per iteration (eight independent
+        /// registers keep VAES busy through its latency), then one batch for the rest.
         #[target_feature(enable = "aes,sse2,ssse3,sse4.1,avx,avx2,avx512f,avx512bw,vaes")]
         fn apply(&mut self, data: &mut [u8], mut off: usize) {
-            while data.len() - off >= 256 {
-                let ks = self.blocks::<4>();
+            while data.len() - off >= 512 {
+                let ks = self.blocks::<8>();
                 for (i, k) in ks.iter().enumerate() {
                     let o = off + 64 * i;
                     store512(data, o, _mm512_xor_si512(load512(data, o), *k));
                 }
-                off += 256;
-            }
-            while data.len() - off >= 64 {
-                let [k] = self.blocks::<1>();
-                store512(data, off, _mm512_xor_si512(load512(data, off), k));
-                off += 64;
+                off += 512;
             }
             let rem = data.len() - off;
-            if rem > 0 {
-                let [k] = self.blocks::<1>();
-                let x = _mm512_xor_si512(load512_partial(data, off, rem), k);
-                store512_partial(data, off, rem, x);
+            if rem > 256 {
+                let ks = self.blocks::<8>();
+                tail512(&ks, data, off);
+            } else if rem > 0 {
+                let ks = self.blocks::<4>();
+                tail512(&ks, data, off);
             }
+        }
+    }
+
+    /// XORs the keystream `ks` into the last `data.len() - off` bytes (at most `64·N`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn tail512<const N: usize>(ks: &[__m512i; N], data: &mut [u8], off: usize) {
+        let rem = data.len() - off;
+        for (i, k) in ks.iter().enumerate() {
+            if 64 * i >= rem {
+                break;
+            }
+            let (o, len) = (off + 64 * i, (rem - 64 * i).min(64));
+            let x = _mm512_xor_si512(load512_partial(data, o, len), *k);
+            store512_partial(data, o, len, x);
         }
     }
 
