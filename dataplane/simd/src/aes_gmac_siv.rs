@@ -990,9 +990,8 @@ mod x86 {
         let bswap = _mm512_broadcast_i32x4(load(&BSWAP));
         let hp: [__m512i; 4] = std::array::from_fn(|i| powers512(keys, 4 * i));
         let mut s = dot(aad_block(aad), load(&keys.h[15]));
-        let mut off = 0;
-        while p.len() - off >= 256 {
-            let ks = ctr.blocks::<4>();
+        // Decrypts 256 bytes at `p[off..]` with `ks` and hashes the plaintext into `s`.
+        let group = |p: &mut [u8], off: usize, ks: &[__m512i], s: __m128i| -> __m128i {
             let mut acc = zero3();
             for (i, k) in ks.iter().enumerate() {
                 let o = off + 64 * i;
@@ -1004,7 +1003,19 @@ mod x86 {
                 }
                 mul_acc512(x, hp[i], &mut acc);
             }
-            s = reduce512(acc);
+            reduce512(acc)
+        };
+        let mut off = 0;
+        // 32 blocks of keystream in flight per iteration, hashed as two 16-block groups.
+        while p.len() - off >= 512 {
+            let ks = ctr.blocks::<8>();
+            s = group(p, off, &ks[..4], s);
+            s = group(p, off + 256, &ks[4..], s);
+            off += 512;
+        }
+        if p.len() - off >= 256 {
+            let ks = ctr.blocks::<4>();
+            s = group(p, off, &ks, s);
             off += 256;
         }
         ctr.apply(p, off);
