@@ -1127,13 +1127,13 @@ mod x86 {
             }
         }
 
-        /// Keystream for the next 8 blocks.
+        /// Keystream for the next `2·N` blocks.
         #[inline]
         #[target_feature(enable = "aes,sse2,avx,avx2,vaes")]
-        fn blocks8(&mut self) -> [__m256i; 4] {
+        fn blocks<const N: usize>(&mut self) -> [__m256i; N] {
             let two = _mm256_set_epi32(2, 0, 0, 0, 2, 0, 0, 0);
             let mut c = self.next;
-            let mut b: [__m256i; 4] = std::array::from_fn(|_| {
+            let mut b: [__m256i; N] = std::array::from_fn(|_| {
                 let x = _mm256_xor_si256(_mm256_shuffle_epi8(c, self.swap), self.rk[0]);
                 c = _mm256_add_epi32(c, two);
                 x
@@ -1161,18 +1161,23 @@ mod x86 {
     #[target_feature(enable = "aes,sse2,ssse3,sse4.1,avx,avx2,vaes")]
     fn ctr256(keys: &Keys, tag: &[u8; 16], data: &mut [u8]) {
         let mut ctr = Ctr256::new(keys, tag);
-        let mut chunks = data.chunks_exact_mut(128);
+        // 16 blocks (eight registers) in flight, then at most one 8-block step.
+        let mut chunks = data.chunks_exact_mut(256);
         for c in &mut chunks {
-            let ks = ctr.blocks8();
+            let ks = ctr.blocks::<8>();
             for (i, k) in ks.iter().enumerate() {
                 store256(c, 32 * i, _mm256_xor_si256(load256(c, 32 * i), *k));
             }
         }
-        ctr_ni(
-            &round_keys(&keys.k1),
-            ctr.next128(),
-            chunks.into_remainder(),
-        );
+        let mut rest = chunks.into_remainder();
+        if rest.len() >= 128 {
+            let ks = ctr.blocks::<4>();
+            for (i, k) in ks.iter().enumerate() {
+                store256(rest, 32 * i, _mm256_xor_si256(load256(rest, 32 * i), *k));
+            }
+            rest = &mut rest[128..];
+        }
+        ctr_ni(&round_keys(&keys.k1), ctr.next128(), rest);
     }
 
     #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1,avx,avx2,vaes,vpclmulqdq")]
@@ -1199,7 +1204,7 @@ mod x86 {
         let mut s = dot(aad_block(aad), load(&keys.h[15]));
         let mut chunks = p.chunks_exact_mut(128);
         for c in &mut chunks {
-            let ks = ctr.blocks8();
+            let ks = ctr.blocks::<4>();
             let x: [__m256i; 4] = std::array::from_fn(|i| {
                 let plain = _mm256_xor_si256(load256(c, 32 * i), ks[i]);
                 store256(c, 32 * i, plain);
