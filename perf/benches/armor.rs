@@ -31,6 +31,12 @@
 //!   per iteration. A one-pass AEAD reference for cipher 3 (AES-GMAC-SIV is two-pass: GMAC over
 //!   the payload, then AES-CTR, plus two AES block operations for the SIV), so ≈0.5× is the
 //!   expected ratio for a straightforward implementation, not a defect.
+//! - `rustcrypto-gmac-siv-enc` / `-dec`: the cipher-3 primitive alone over `len - 27` bytes on
+//!   `weft_simd`'s portable back-end, which is the RustCrypto composition (`aes` + `ghash` +
+//!   `ctr`) weft used before the SIMD kernels: the baseline for the next ones.
+//! - `simd-gmac-siv-enc` / `-dec`: the same on the back-end `AesGmacSiv::new` picks (VAES-512 on
+//!   an AVX-512 machine); `simd-<backend>-gmac-siv-enc`: encryption forced onto each other
+//!   back-end this CPU supports (VAES-256, AES-NI).
 
 use std::hint::black_box;
 
@@ -40,6 +46,7 @@ use cipher::{KeyIvInit, StreamCipher};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use poly1305::Poly1305;
 use salsa20::Salsa12;
+use weft_simd::aes_gmac_siv::{AesGmacSiv, Backend};
 use weft_wire::PeerKey;
 use weft_wire::address::Address;
 use weft_wire::armor::{armor, dearmor};
@@ -88,6 +95,7 @@ fn armor_benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         weft(&mut g, size);
         baselines(&mut g, size);
+        gmac_siv(&mut g, size);
     }
     g.finish();
 }
@@ -211,6 +219,53 @@ fn baselines(g: &mut Group<'_>, size: usize) {
             BatchSize::SmallInput,
         );
     });
+}
+
+/// The cipher-3 primitive alone: the RustCrypto composition against the SIMD back-ends.
+fn gmac_siv(g: &mut Group<'_>, size: usize) {
+    let (k0, k1) = ([0x31u8; 32], [0x52u8; 32]);
+    let iv = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let aad = [0xaau8; 11];
+    let mut body = packet(size)[IDX_VERB..].to_vec();
+    let named = [
+        ("rustcrypto", Some(Backend::Portable)),
+        ("simd", None),
+        ("simd-vaes256", Some(Backend::Vaes256)),
+        ("simd-aesni", Some(Backend::AesNi)),
+    ];
+    for (name, backend) in named {
+        let c = match backend {
+            None => AesGmacSiv::new(&k0, &k1),
+            Some(b) => match AesGmacSiv::with_backend(b, &k0, &k1) {
+                Some(c) => c,
+                None => continue,
+            },
+        };
+        g.bench_function(
+            BenchmarkId::new(format!("{name}-gmac-siv-enc"), size),
+            |b| {
+                b.iter(|| c.encrypt(&iv, &aad, black_box(&mut body[..])));
+            },
+        );
+        if backend.is_some_and(|b| b != Backend::Portable) {
+            continue;
+        }
+        let mut ct = body.clone();
+        let tag = c.encrypt(&iv, &aad, &mut ct);
+        g.bench_function(
+            BenchmarkId::new(format!("{name}-gmac-siv-dec"), size),
+            |b| {
+                b.iter_batched_ref(
+                    || ct.clone(),
+                    |p| {
+                        c.decrypt(&tag, &aad, black_box(&mut p[..]))
+                            .expect("decrypt")
+                    },
+                    BatchSize::SmallInput,
+                );
+            },
+        );
+    }
 }
 
 criterion_group!(benches, armor_benches);
