@@ -318,7 +318,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             reg.lock().clean();
         }
         if stop.load(Ordering::SeqCst) {
-            break;
+            // the Ctrl-C handler is removing everything and ends the process with 130
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
         match outcome {
             Ok(Ok(())) => report.subjects.push(result),
@@ -337,7 +340,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
-    println!("\n{}", report.table());
+    if report.subjects.is_empty() {
+        println!("\nno subject ran");
+        for k in &report.skipped {
+            println!("skipped {}: {}", k.name, k.reason);
+        }
+    } else {
+        println!("\n{}", report.table());
+    }
     for s in &report.subjects {
         for n in &s.notes {
             println!("{}: {n}", s.name);
