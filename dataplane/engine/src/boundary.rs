@@ -67,6 +67,8 @@ pub enum ToDataPlane {
     AttachTap {
         /// Network id.
         nwid: u64,
+        /// Opened with `IFF_VNET_HDR` and offloads (frames carry a `virtio_net_hdr`).
+        vnet_hdr: bool,
         /// Interface name (informational).
         name: String,
     },
@@ -461,9 +463,14 @@ impl ToDataPlane {
                 out.extend_from_slice(data);
             }
             ToDataPlane::Shutdown => out.push(4),
-            ToDataPlane::AttachTap { nwid, name } => {
+            ToDataPlane::AttachTap {
+                nwid,
+                vnet_hdr,
+                name,
+            } => {
                 out.push(5);
                 out.extend_from_slice(&nwid.to_be_bytes());
+                out.push(u8::from(*vnet_hdr));
                 out.extend_from_slice(name.as_bytes());
             }
             ToDataPlane::DetachTap { nwid } => {
@@ -498,6 +505,7 @@ impl ToDataPlane {
             4 => ToDataPlane::Shutdown,
             5 => ToDataPlane::AttachTap {
                 nwid: r.u64()?,
+                vnet_hdr: r.u8()? != 0,
                 name: String::from_utf8_lossy(&r.rest()).into_owned(),
             },
             6 => ToDataPlane::DetachTap { nwid: r.u64()? },

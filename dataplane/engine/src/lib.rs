@@ -16,6 +16,7 @@
 pub mod io;
 
 pub mod boundary;
+pub mod offload;
 pub mod vl2;
 
 use std::collections::{HashMap, HashSet};

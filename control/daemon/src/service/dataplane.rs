@@ -608,6 +608,7 @@ impl Remote {
     fn attach(&mut self, nwid: u64, tap: &Tap) {
         let msg = ToDataPlane::AttachTap {
             nwid,
+            vnet_hdr: tap.vnet_hdr(),
             name: tap.name().to_owned(),
         }
         .encode();
@@ -748,9 +749,9 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         _ => return Ok(std::process::ExitCode::SUCCESS),
                     };
                     match ToDataPlane::decode(&buf[..n]) {
-                        Ok(ToDataPlane::AttachTap { nwid, name }) => {
+                        Ok(ToDataPlane::AttachTap { nwid, vnet_hdr, name }) => {
                             let Some(fd) = fds.pop() else { continue };
-                            match Tap::from_fd(fd, &name) {
+                            match Tap::from_fd(fd, &name, vnet_hdr) {
                                 Ok(tap) => w.tell(worker::Cmd::AttachTap(nwid, Arc::new(tap))),
                                 Err(e) => eprintln!("weft dataplane: TAP {name}: {e}"),
                             }

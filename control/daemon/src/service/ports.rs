@@ -113,8 +113,18 @@ impl Ports {
             return Ok(None);
         }
         let name = choose_tap_name(nwid.0, self.devicemap.as_deref());
-        let tap = Tap::create(&name, &TapOptions::default())
-            .with_context(|| format!("create TAP {name}"))?;
+        // A data-plane process gets the TAP with offloads (TSO, checksums: super-frames it
+        // segments and coalesces itself); this process reads plain frames.
+        let opts = TapOptions {
+            vnet_hdr: !self.serve_frames,
+            ..TapOptions::default()
+        };
+        let tap = Tap::create(&name, &opts).with_context(|| format!("create TAP {name}"))?;
+        if opts.vnet_hdr
+            && let Err(e) = tap.enable_offloads()
+        {
+            eprintln!("weft: {name}: no TAP offloads ({e}); frames go one by one");
+        }
         tap.set_mac(Mac::for_member(own, nwid).0)
             .context("set MAC")?;
         tap.set_mtu(c.mtu).context("set MTU")?;

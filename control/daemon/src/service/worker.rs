@@ -17,13 +17,15 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::sync::mpsc;
 use weft_engine::io::tap::Tap;
 use weft_engine::io::udp::{RxBatch, TxBatch, UdpIo, UdpStats};
+use weft_engine::offload::{self, Coalescer, VnetHdr};
 use weft_engine::{Activity, Datagram, Engine, EngineStats, Tables, TapVerdict, Verdict};
 use weft_wire::{Address, NetworkId};
 
 /// Frames read from one TAP per wake-up at most (then the sockets get their turn).
 const TAP_BATCH: usize = 64;
-/// Largest frame read from a TAP (MTU ≤ 10,000 plus the Ethernet header).
-const TAP_FRAME_MAX: usize = 10_240;
+/// Largest read from a TAP: a 64 KiB super-frame with its `virtio_net_hdr` (plain frames are
+/// at most MTU 10,000 plus the Ethernet header).
+const TAP_FRAME_MAX: usize = 65_536 + offload::VNET_HDR_LEN;
 
 /// What the control side tells the worker.
 #[derive(Debug)]
@@ -125,6 +127,9 @@ struct Loop {
     verdicts: Vec<Verdict>,
     datagrams: Vec<Datagram>,
     frame: Vec<u8>,
+    segment: Vec<u8>,
+    /// Frames for TAPs with offloads, merged per receive batch (GRO).
+    coalesce: HashMap<u64, Coalescer>,
     start: Instant,
 }
 
@@ -153,6 +158,8 @@ impl Loop {
             verdicts: Vec::new(),
             datagrams: Vec::new(),
             frame: vec![0u8; TAP_FRAME_MAX],
+            segment: Vec::new(),
+            coalesce: HashMap::new(),
             start: Instant::now(),
         }
     }
@@ -240,7 +247,7 @@ impl Loop {
                 Ok(Cmd::TapWrite(nwid, frame)) => {
                     // a busy or missing port drops the frame
                     if let Some(t) = self.taps.get(&nwid) {
-                        let _ = t.write(&frame);
+                        write_plain(t, &frame);
                     }
                 }
                 Ok(Cmd::Send {
@@ -284,6 +291,7 @@ impl Loop {
             }
             drop(batch);
             self.verdicts = verdicts;
+            self.flush_coalesced();
             let full = n >= rx.capacity();
             self.rx = rx;
             if !full {
@@ -306,7 +314,14 @@ impl Loop {
             }),
             Verdict::TapWrite { network_id, frame } => {
                 if let Some(t) = self.taps.get(&network_id.0) {
-                    let _ = t.write(&frame);
+                    if t.vnet_hdr() {
+                        self.coalesce
+                            .entry(network_id.0)
+                            .or_default()
+                            .push(&frame);
+                    } else {
+                        let _ = t.write(&frame);
+                    }
                 }
             }
             Verdict::Relay {
@@ -326,31 +341,63 @@ impl Loop {
         }
     }
 
+    /// Writes the frames merged during a receive batch (super-frames with their headers).
+    fn flush_coalesced(&mut self) {
+        for (nwid, c) in self.coalesce.iter_mut() {
+            if c.is_empty() {
+                continue;
+            }
+            let tap = self.taps.get(nwid);
+            for f in c.drain() {
+                if let Some(t) = tap {
+                    let _ = t.write(&f);
+                }
+            }
+        }
+    }
+
     fn read_tap(&mut self, nwid: u64, tap: &Tap) {
-        let mut frame = std::mem::take(&mut self.frame);
+        let mut buf = std::mem::take(&mut self.frame);
+        let mut scratch = std::mem::take(&mut self.segment);
+        let mut ups = Vec::new();
         for _ in 0..TAP_BATCH {
-            let n = match tap.read(&mut frame) {
+            let n = match tap.read(&mut buf) {
                 Ok(n) => n,
                 Err(_) => break,
             };
             let mut out = std::mem::take(&mut self.datagrams);
-            match self
-                .engine
-                .process_tap(&self.tables, NetworkId(nwid), &frame[..n], &mut out)
-            {
-                TapVerdict::Sent => {
-                    for d in out.drain(..) {
-                        for s in sockets_for(&self.addrs, d.local, d.to) {
-                            self.tx[s].push(d.to, &d.data);
+            let (engine, tables, tx, addrs) =
+                (&mut self.engine, &self.tables, &mut self.tx, &self.addrs);
+            let mut one =
+                |frame: &[u8]| match engine.process_tap(tables, NetworkId(nwid), frame, &mut out) {
+                    TapVerdict::Sent => {
+                        for d in out.drain(..) {
+                            for s in sockets_for(addrs, d.local, d.to) {
+                                tx[s].push(d.to, &d.data);
+                            }
                         }
                     }
-                }
-                TapVerdict::Up => self.hand_up(Up::TapFrame(nwid, frame[..n].to_vec())),
-                TapVerdict::Drop(_) => {}
+                    TapVerdict::Up => ups.push(Up::TapFrame(nwid, frame.to_vec())),
+                    TapVerdict::Drop(_) => {}
+                };
+            if tap.vnet_hdr() {
+                // super-frames are cut into MTU-sized frames, partial checksums completed:
+                // what standard peers expect
+                let Some(hdr) = VnetHdr::parse(&buf[..n]) else {
+                    continue;
+                };
+                let frame = &mut buf[offload::VNET_HDR_LEN..n];
+                let _ = offload::segment(&hdr, frame, &mut scratch, &mut one);
+            } else {
+                one(&buf[..n]);
             }
             self.datagrams = out;
         }
-        self.frame = frame;
+        self.frame = buf;
+        self.segment = scratch;
+        for u in ups {
+            self.hand_up(u);
+        }
     }
 
     /// Sends what is queued; what the kernel cannot take now stays for the next round.
@@ -360,6 +407,19 @@ impl Loop {
                 let _ = s.send(tx);
             }
         }
+    }
+}
+
+/// Writes a plain frame (no offload) to a TAP, with an all-zero `virtio_net_hdr` in front when
+/// the TAP has one.
+fn write_plain(t: &Tap, frame: &[u8]) {
+    if t.vnet_hdr() {
+        let mut v = Vec::with_capacity(offload::VNET_HDR_LEN + frame.len());
+        v.extend_from_slice(&VnetHdr::default().to_bytes());
+        v.extend_from_slice(frame);
+        let _ = t.write(&v);
+    } else {
+        let _ = t.write(frame);
     }
 }
 

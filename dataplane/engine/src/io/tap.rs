@@ -64,6 +64,8 @@ pub struct Tap {
     /// An `AF_INET` datagram socket in the device's namespace, for the interface ioctls.
     ctl: OwnedFd,
     name: String,
+    /// Frames carry a `virtio_net_hdr` (opened with `IFF_VNET_HDR`).
+    vnet_hdr: bool,
 }
 
 impl Tap {
@@ -90,19 +92,30 @@ impl Tap {
         }
         let name = ifreq_name(&ifr);
         let ctl = control_socket()?;
-        Ok(Tap { fd, ctl, name })
+        Ok(Tap {
+            fd,
+            ctl,
+            name,
+            vnet_hdr: opts.vnet_hdr,
+        })
     }
 
     /// Wraps a TAP descriptor created elsewhere (passed by the control plane over a Unix
     /// socket): reads and writes frames; `name` is informational. The descriptor must be an
-    /// attached TAP queue.
-    pub fn from_fd(fd: OwnedFd, name: &str) -> io::Result<Tap> {
+    /// attached TAP queue; `vnet_hdr` says whether it was opened with `IFF_VNET_HDR`.
+    pub fn from_fd(fd: OwnedFd, name: &str, vnet_hdr: bool) -> io::Result<Tap> {
         let ctl = control_socket()?;
         Ok(Tap {
             fd,
             ctl,
             name: name.to_owned(),
+            vnet_hdr,
         })
+    }
+
+    /// Whether every frame read or written starts with a `virtio_net_hdr`.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     /// A duplicate of the device descriptor (to pass to another process).
@@ -165,6 +178,33 @@ impl Tap {
         }
         ifr.ifr_ifru.ifru_flags = flags;
         self.ctl_ioctl(libc::SIOCSIFFLAGS, &mut ifr)
+    }
+
+    /// Turns on checksum and TCP segmentation offloads for a TAP opened with `vnet_hdr`: every
+    /// read and write carries a 10-byte `virtio_net_hdr` (see [`crate::offload`]), the kernel
+    /// may hand over TCP super-frames (up to 64 KiB) and frames with partial checksums, and
+    /// accepts the same on write (`TUNSETVNETHDRSZ` 10, `TUNSETOFFLOAD` CSUM | TSO4 | TSO6).
+    pub fn enable_offloads(&self) -> io::Result<()> {
+        let size: libc::c_int = crate::offload::VNET_HDR_LEN as libc::c_int;
+        // SAFETY: `fd` is an attached TAP queue; TUNSETVNETHDRSZ reads one `int` through the
+        // pointer, which is valid for the call.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // SAFETY: TUNSETOFFLOAD takes the flags as the (integer) argument itself.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Reads one frame (`dst(6) src(6) ethertype(2) payload`, spec: service.md §8.1) into `buf`;
