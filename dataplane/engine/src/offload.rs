@@ -626,7 +626,7 @@ mod tests {
                 )
             );
             let mut f = out[0][VNET_HDR_LEN..].to_vec();
-            assert_eq!(&f[f.len() - payload.len()..], &payload[..]);
+            assert_eq!(&f[f.len() - payload.len()..], payload);
             // completing the partial checksum gives a valid frame
             complete_checksum(&h, &mut f).unwrap();
             assert!(checksums_ok(&f), "v6 {v6}: super-frame checksums");
