@@ -71,22 +71,16 @@ impl MmsgIo {
     }
 }
 
-impl UdpIo for MmsgIo {
-    fn backend(&self) -> Backend {
-        Backend::Mmsg
-    }
+impl MmsgIo {
+    /// Receives into the free slots of `rx` (after those already used, which stay); returns
+    /// the batch's datagram count.
+    pub(super) fn recv_append(&mut self, rx: &mut RxBatch) -> io::Result<usize> {
+        let first = rx.slots_used();
+        let n = (rx.capacity() - first).min(self.batch.max(1)).min(1024);
+        if n == 0 {
+            return Ok(rx.len());
+        }
 
-    fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
-
-    fn recv(&mut self, rx: &mut RxBatch) -> io::Result<usize> {
-        rx.clear();
-        let n = rx.capacity().min(self.batch.max(1)).min(1024);
         let s = &mut self.rx;
         if s.hdrs.len() < n {
             // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
@@ -104,8 +98,8 @@ impl UdpIo for MmsgIo {
         let base = rx.base_ptr();
         for i in 0..n {
             s.iovs[i] = libc::iovec {
-                // SAFETY: slot `i < capacity` lies inside the batch's buffer.
-                iov_base: unsafe { base.add(i * RX_SLOT_SIZE) }.cast(),
+                // SAFETY: slot `first + i < capacity` lies inside the batch's buffer.
+                iov_base: unsafe { base.add((first + i) * RX_SLOT_SIZE) }.cast(),
                 iov_len: RX_SLOT_SIZE,
             };
             let h = &mut s.hdrs[i];
@@ -137,7 +131,7 @@ impl UdpIo for MmsgIo {
             }
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(0),
+                io::ErrorKind::WouldBlock => return Ok(rx.len()),
                 io::ErrorKind::Interrupted => continue,
                 _ => return Err(e),
             }
@@ -156,6 +150,25 @@ impl UdpIo for MmsgIo {
             }
         }
         Ok(rx.len())
+    }
+}
+
+impl UdpIo for MmsgIo {
+    fn backend(&self) -> Backend {
+        Backend::Mmsg
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    fn recv(&mut self, rx: &mut RxBatch) -> io::Result<usize> {
+        rx.clear();
+        self.recv_append(rx)
     }
 
     fn send(&mut self, tx: &mut TxBatch) -> io::Result<usize> {

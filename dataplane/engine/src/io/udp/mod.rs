@@ -4,7 +4,10 @@
 //!   receiving), and linked `sendmsg`s with UDP GSO, one `io_uring_enter` per send batch.
 //! * `mmsg`: `recvmmsg` / `sendmmsg` with UDP GRO on receive and UDP GSO on send.
 //! * `plain`: one `recvmsg` / `sendmsg` per datagram (any kernel).
-//! * `af_xdp`: not implemented in this build; [`open`] reports it skipped.
+//! * `af_xdp`: AF_XDP sockets (copy mode) receive the datagrams for the bound address and port,
+//!   steered by a small XDP program on the interface that owns the address; sending and
+//!   everything the program leaves to the kernel go through the ordinary socket, as `mmsg`.
+//!   Needs root (or `CAP_BPF` + `CAP_NET_ADMIN`) and a specific, non-loopback local address.
 //!
 //! [`open`] binds the socket the way the daemon always has (IPv6 sockets IPv6-only, large
 //! buffers, non-blocking) and picks the best back-end that works here, saying in [`Probe`] why
@@ -19,6 +22,7 @@ mod mmsg;
 mod plain;
 mod sys;
 mod uring;
+mod xdp;
 
 use std::fmt;
 use std::io;
@@ -32,7 +36,7 @@ pub const RX_SLOT_SIZE: usize = 65_536;
 /// A UDP I/O back-end, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Backend {
-    /// AF_XDP sockets (not implemented in this build).
+    /// AF_XDP sockets receive (copy mode, steered by an XDP program); the kernel sends.
     AfXdp,
     /// io_uring: multishot `recvmsg` with a provided-buffer ring, `sendmsg` with GSO.
     IoUring,
@@ -92,6 +96,21 @@ pub struct Probe {
     pub chosen: Backend,
     /// Each back-end better than `chosen`, best first, with the reason it was passed over.
     pub skipped: Vec<(Backend, String)>,
+    /// What the chosen back-end set up, where there is more to say than its name (AF_XDP: the
+    /// interface, the XDP mode and the queue count); empty otherwise.
+    pub detail: String,
+}
+
+/// Where the AF_XDP back-end attaches its XDP program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum XdpMode {
+    /// Native (in the driver) where the driver has it, else generic.
+    #[default]
+    Auto,
+    /// Generic XDP (in the kernel's receive path; every driver, slower).
+    Generic,
+    /// Native XDP only.
+    Native,
 }
 
 /// How a UDP socket is opened.
@@ -111,6 +130,8 @@ pub struct Options {
     pub gso: bool,
     /// `SO_REUSEPORT` (several sockets, one per worker, on one port).
     pub reuse_port: bool,
+    /// Where the AF_XDP back-end attaches its program.
+    pub xdp_mode: XdpMode,
 }
 
 impl Default for Options {
@@ -124,6 +145,7 @@ impl Default for Options {
             gro: true,
             gso: true,
             reuse_port: false,
+            xdp_mode: XdpMode::Auto,
         }
     }
 }
@@ -210,8 +232,12 @@ pub fn open(addr: SocketAddr, opts: &Options) -> io::Result<(Box<dyn UdpIo>, Pro
             Some(s) => s,
             None => sys::bind(addr, opts)?,
         };
+        let mut detail = String::new();
         let attempt: Result<Box<dyn UdpIo>, (Option<socket2::Socket>, String)> = match backend {
-            Backend::AfXdp => Err((Some(s), "not implemented in this build".to_owned())),
+            Backend::AfXdp => xdp::XdpIo::new(s, opts).map(|io| {
+                detail = io.describe();
+                Box::new(io) as Box<dyn UdpIo>
+            }),
             Backend::IoUring => uring::UringIo::new(s, opts)
                 .map(|io| Box::new(io) as Box<dyn UdpIo>)
                 .map_err(|(s, why)| (Some(s), why)),
@@ -227,6 +253,7 @@ pub fn open(addr: SocketAddr, opts: &Options) -> io::Result<(Box<dyn UdpIo>, Pro
                 let probe = Probe {
                     chosen: backend,
                     skipped,
+                    detail,
                 };
                 return Ok((io, probe));
             }
