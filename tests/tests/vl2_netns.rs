@@ -526,7 +526,8 @@ fn data_plane_restart_keeps_traffic() {
 /// The same traffic over every UDP back-end of the data plane: both members restart with
 /// `settings.dataplane.backend` set, the status shows that back-end, and ping, a drop rule and a
 /// 2 MiB TCP transfer work — with the frames on the data plane's fast path (its counters move),
-/// not through the control plane. (AF_XDP is not built yet: `open` reports it skipped.)
+/// not through the control plane. AF_XDP steers one interface, so its members bind their LAN
+/// address (`settings.bind`), in generic or native mode as the veth allows.
 #[test]
 fn every_dataplane_backend_carries_the_network() {
     let Some(mut w) = world("vl2_backends", 5, 2) else {
@@ -553,14 +554,29 @@ fn every_dataplane_backend_carries_the_network() {
         set_member(&w.lab, &w.ctl, &nwid, m, json!({"authorized": true}));
     }
     let mut tested = Vec::new();
-    for backend in ["io_uring", "mmsg", "plain"] {
+    for backend in ["af_xdp", "io_uring", "mmsg", "plain"] {
         for m in w.members.iter_mut() {
             m.stop(&w.lab);
-            m.write_local_conf(&json!({"settings": {
+            let mut settings = json!({
                 "allowTcpFallbackRelay": false,
                 "portMappingEnabled": false,
                 "dataplane": {"backend": backend}
-            }}));
+            });
+            if backend == "af_xdp" {
+                // AF_XDP steers one interface's packets: bind that interface's address
+                let addr = w
+                    .lab
+                    .exec_ok(&m.ns, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+                let ip = addr
+                    .split_whitespace()
+                    .skip_while(|t| *t != "inet")
+                    .nth(1)
+                    .and_then(|c| c.split('/').next())
+                    .expect("eth0 has an IPv4 address")
+                    .to_string();
+                settings["bind"] = json!([ip]);
+            }
+            m.write_local_conf(&json!({ "settings": settings }));
             m.start(&w.lab);
         }
         let lab = &w.lab;
@@ -620,5 +636,5 @@ fn every_dataplane_backend_carries_the_network() {
         assert!(out > 700, "{backend}: only {out} frames took the fast path");
         tested.push(backend);
     }
-    assert_eq!(tested, ["io_uring", "mmsg", "plain"]);
+    assert_eq!(tested, ["af_xdp", "io_uring", "mmsg", "plain"]);
 }

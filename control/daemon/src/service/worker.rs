@@ -315,10 +315,7 @@ impl Loop {
             Verdict::TapWrite { network_id, frame } => {
                 if let Some(t) = self.taps.get(&network_id.0) {
                     if t.vnet_hdr() {
-                        self.coalesce
-                            .entry(network_id.0)
-                            .or_default()
-                            .push(&frame);
+                        self.coalesce.entry(network_id.0).or_default().push(&frame);
                     } else {
                         let _ = t.write(&frame);
                     }

@@ -273,8 +273,13 @@ fn zt_setup(
         // the daemon's data-plane back-end switch (ignored by daemons that predate it)
         settings["dataplane"] = json!({"backend": b});
     }
-    for h in &homes {
+    for (i, h) in homes.iter().enumerate() {
         std::fs::copy(dir.join("planet"), h.join("planet"))?;
+        let mut settings = settings.clone();
+        if backend == Some("af_xdp") {
+            // AF_XDP steers one interface's packets: bind that interface's address
+            settings["bind"] = json!([format!("10.77.{idx}.{}", i + 1)]);
+        }
         std::fs::write(
             h.join("local.conf"),
             serde_json::to_string_pretty(&json!({"settings": settings}))?,
