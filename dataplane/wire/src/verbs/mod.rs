@@ -2,10 +2,12 @@
 //! decompressed) and never panic. spec: vl1.md §5, vl2.md §7, §9
 
 mod hello;
+mod multipath;
 mod vl1;
 pub mod vl2;
 
 pub use hello::{Hello, MoonRef, OkHello};
+pub use multipath::{Ack, PathNegotiationRequest, QosMeasurement, QosRecord};
 pub use vl1::{
     ErrorCode, ErrorHeader, OkHeader, PushDirectPaths, Rendezvous, UserMessage, Whois,
     ok_whois_identities,
