@@ -564,6 +564,21 @@ fn status(c: &Client, now: i64) -> Result<ExitCode> {
         st["address"].as_str().unwrap_or("?"),
         st["version"].as_str().unwrap_or("?")
     );
+    let dp = &st["dataPlane"];
+    if let Some(b) = dp["backend"].as_str() {
+        let n = |k: &str| dp[k].as_u64().unwrap_or(0);
+        println!(
+            "data plane: {} ({}), UDP back-end {b}; frames: {} in, {} out on the fast path, {} through the control plane, {} filtered",
+            dp["mode"].as_str().unwrap_or("?"),
+            dp["pid"]
+                .as_u64()
+                .map_or_else(|| "this process".to_string(), |p| format!("pid {p}")),
+            n("framesIn"),
+            n("framesOut"),
+            n("framesHandedUp"),
+            n("framesFiltered"),
+        );
+    }
     println!("networks:");
     let nets = nets.as_array().cloned().unwrap_or_default();
     if nets.is_empty() {
