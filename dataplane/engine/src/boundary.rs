@@ -47,6 +47,9 @@ pub enum ToDataPlane {
         /// The UDP back-end to use (`af_xdp`, `io_uring`, `mmsg`, `plain`); empty: the best
         /// one that works here.
         backend: String,
+        /// Worker threads (each with its own sockets on the same addresses, `SO_REUSEPORT`,
+        /// and its own queue of every TAP).
+        workers: u16,
     },
     /// A new snapshot of the tables.
     Tables(Tables),
@@ -69,6 +72,8 @@ pub enum ToDataPlane {
         nwid: u64,
         /// Opened with `IFF_VNET_HDR` and offloads (frames carry a `virtio_net_hdr`).
         vnet_hdr: bool,
+        /// Which queue of a multi-queue TAP this descriptor is (worker `queue % workers`).
+        queue: u16,
         /// Interface name (informational).
         name: String,
     },
@@ -440,11 +445,13 @@ impl ToDataPlane {
                 version,
                 bind,
                 backend,
+                workers,
             } => {
                 out.push(1);
                 out.push(*version);
                 put_addrs(&mut out, bind);
                 put_blob(&mut out, backend.as_bytes());
+                out.extend_from_slice(&workers.to_be_bytes());
             }
             ToDataPlane::Tables(t) => {
                 out.push(2);
@@ -466,11 +473,13 @@ impl ToDataPlane {
             ToDataPlane::AttachTap {
                 nwid,
                 vnet_hdr,
+                queue,
                 name,
             } => {
                 out.push(5);
                 out.extend_from_slice(&nwid.to_be_bytes());
                 out.push(u8::from(*vnet_hdr));
+                out.extend_from_slice(&queue.to_be_bytes());
                 out.extend_from_slice(name.as_bytes());
             }
             ToDataPlane::DetachTap { nwid } => {
@@ -494,6 +503,7 @@ impl ToDataPlane {
                 version: r.u8()?,
                 bind: addrs(&mut r)?,
                 backend: String::from_utf8_lossy(blob(&mut r)?).into_owned(),
+                workers: u16::from_be_bytes([r.u8()?, r.u8()?]),
             },
             2 => ToDataPlane::Tables(decode_tables(&mut r)?),
             3 => ToDataPlane::Send {
@@ -506,6 +516,7 @@ impl ToDataPlane {
             5 => ToDataPlane::AttachTap {
                 nwid: r.u64()?,
                 vnet_hdr: r.u8()? != 0,
+                queue: u16::from_be_bytes([r.u8()?, r.u8()?]),
                 name: String::from_utf8_lossy(&r.rest()).into_owned(),
             },
             6 => ToDataPlane::DetachTap { nwid: r.u64()? },
@@ -803,6 +814,7 @@ mod tests {
             version: 1,
             bind: vec![a("0.0.0.0:9993")],
             backend: "mmsg".into(),
+            workers: 2,
         }
         .encode();
         for n in 0..b.len() {

@@ -262,12 +262,14 @@ pub(crate) struct Remote {
     stats: EngineStats,
     restarts: u64,
     buf: Vec<u8>,
-    /// The TAPs the data plane serves (passed again after a restart).
-    taps: HashMap<u64, Arc<Tap>>,
+    /// The TAPs the data plane serves, all their queues (passed again after a restart).
+    taps: HashMap<u64, Vec<Arc<Tap>>>,
     /// The UDP back-end asked for (empty: auto).
     backend: String,
     /// What the process chose, and why better back-ends were not.
     chosen: String,
+    /// Worker threads of the process.
+    workers: u16,
 }
 
 /// The data plane, in either form.
@@ -296,6 +298,7 @@ async fn spawn_child(
     sock_path: &Path,
     addrs: &[SocketAddr],
     backend: &str,
+    workers: u16,
 ) -> Result<(Child, UnixSeqpacket, Vec<SocketAddr>, String)> {
     let child = Command::new(exe)
         .arg("dataplane")
@@ -312,6 +315,7 @@ async fn spawn_child(
             version: BOUNDARY_VERSION,
             bind: addrs.to_vec(),
             backend: backend.to_owned(),
+            workers,
         }
         .encode(),
     )
@@ -361,6 +365,7 @@ impl DataPlane {
         home: &Path,
         addrs: Vec<SocketAddr>,
         backend: &str,
+        workers: u16,
     ) -> Result<DataPlane> {
         let exe = std::env::current_exe()?;
         let sock_path = home.join(SOCKET_NAME);
@@ -369,7 +374,7 @@ impl DataPlane {
             .with_context(|| format!("binding {}", sock_path.display()))?;
         crate::fsutil::chmod(&sock_path, crate::fsutil::SECRET_MODE)?;
         let (child, conn, bound, chosen) =
-            spawn_child(&exe, &mut listener, &sock_path, &addrs, backend).await?;
+            spawn_child(&exe, &mut listener, &sock_path, &addrs, backend, workers).await?;
         Ok(DataPlane::Remote(Box::new(Remote {
             exe,
             sock_path,
@@ -384,6 +389,7 @@ impl DataPlane {
             taps: HashMap::new(),
             backend: backend.to_owned(),
             chosen,
+            workers,
         })))
     }
 
@@ -450,11 +456,21 @@ impl DataPlane {
         matches!(self, DataPlane::Remote(_))
     }
 
-    /// Hands a network's TAP to the data-plane process (a duplicate of its descriptor).
-    pub(crate) fn attach_tap(&mut self, nwid: NetworkId, tap: Arc<Tap>) {
+    /// Hands a network's TAP queues to the data-plane process (duplicates of the descriptors).
+    pub(crate) fn attach_tap(&mut self, nwid: NetworkId, queues: Vec<Arc<Tap>>) {
         if let DataPlane::Remote(r) = self {
-            r.attach(nwid.0, &tap);
-            r.taps.insert(nwid.0, tap);
+            for (q, tap) in queues.iter().enumerate() {
+                r.attach(nwid.0, q as u16, tap);
+            }
+            r.taps.insert(nwid.0, queues);
+        }
+    }
+
+    /// Worker threads of the data plane (queues per TAP).
+    pub(crate) fn workers(&self) -> usize {
+        match self {
+            DataPlane::Local(_) => 1,
+            DataPlane::Remote(r) => usize::from(r.workers.max(1)),
         }
     }
 
@@ -605,10 +621,11 @@ impl DataPlane {
 }
 
 impl Remote {
-    fn attach(&mut self, nwid: u64, tap: &Tap) {
+    fn attach(&mut self, nwid: u64, queue: u16, tap: &Tap) {
         let msg = ToDataPlane::AttachTap {
             nwid,
             vnet_hdr: tap.vnet_hdr(),
+            queue,
             name: tap.name().to_owned(),
         }
         .encode();
@@ -643,6 +660,7 @@ impl Remote {
                 &self.sock_path,
                 &self.addrs,
                 &self.backend,
+                self.workers,
             )
             .await
             {
@@ -654,10 +672,12 @@ impl Remote {
                     self.restarts += 1;
                     let msg = ToDataPlane::Tables(self.tables.clone()).encode();
                     self.conn.send(msg);
-                    let taps: Vec<(u64, Arc<Tap>)> =
+                    let taps: Vec<(u64, Vec<Arc<Tap>>)> =
                         self.taps.iter().map(|(n, t)| (*n, t.clone())).collect();
-                    for (nwid, tap) in taps {
-                        self.attach(nwid, &tap);
+                    for (nwid, queues) in taps {
+                        for (q, tap) in queues.iter().enumerate() {
+                            self.attach(nwid, q as u16, tap);
+                        }
                     }
                     eprintln!(
                         "weft: data plane restarted (pid {:?}), tables republished",
@@ -693,11 +713,14 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
             version,
             bind: want,
             backend,
+            workers,
         } = ToDataPlane::decode(&buf[..n])?
         else {
             bail!("the control plane did not start with Start");
         };
-        let mut sockets = Vec::new();
+        let workers = usize::from(workers.clamp(1, 64));
+        // per worker, one socket per address (SO_REUSEPORT spreads peers over the workers)
+        let mut sockets: Vec<Vec<Box<dyn udp::UdpIo>>> = (0..workers).map(|_| Vec::new()).collect();
         let mut error = String::new();
         let mut probe_text = String::new();
         if version == BOUNDARY_VERSION {
@@ -707,23 +730,35 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                 } else {
                     Some(backend.parse::<udp::Backend>().map_err(|e| anyhow::anyhow!("{e}"))?)
                 },
+                reuse_port: workers > 1,
                 ..udp::Options::default()
             };
-            for a in &want {
-                match udp::open(*a, &opts) {
-                    Ok((s, probe)) => {
-                        if probe_text.is_empty() {
-                            probe_text = describe(&probe);
+            'bind: for a in &want {
+                for (w, set) in sockets.iter_mut().enumerate() {
+                    match udp::open(*a, &opts) {
+                        Ok((s, probe)) => {
+                            if probe_text.is_empty() {
+                                probe_text = describe(&probe);
+                                if workers > 1 {
+                                    probe_text.push_str(&format!(", {workers} workers"));
+                                }
+                            }
+                            set.push(s);
                         }
-                        sockets.push(s);
+                        Err(e) => {
+                            error = format!("cannot bind UDP {a} (worker {w}): {e}");
+                            break 'bind;
+                        }
                     }
-                    Err(e) => error = format!("cannot bind UDP {a}: {e}"),
                 }
+            }
+            if !error.is_empty() {
+                sockets.iter_mut().for_each(Vec::clear);
             }
         } else {
             error = format!("boundary version {version} unsupported");
         }
-        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect();
+        let addrs: Vec<SocketAddr> = sockets[0].iter().map(|s| s.local_addr()).collect();
         conn.send(
             &ToControlPlane::Started {
                 version: BOUNDARY_VERSION,
@@ -734,13 +769,20 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
             .encode(),
         )
         .await?;
-        if sockets.is_empty() {
+        if sockets[0].is_empty() {
             bail!("nothing bound");
         }
         drop_privileges();
         let mut conn = Conn::new(conn);
         let (up_tx, mut up_rx) = mpsc::channel::<worker::Up>(WRITE_QUEUE);
-        let w = worker::Worker::start(sockets, up_tx, random_seed())?;
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut ws = Vec::new();
+        for (i, set) in sockets.into_iter().enumerate() {
+            let core = (!cores.is_empty() && workers > 1).then(|| cores[i % cores.len()]);
+            ws.push(worker::Worker::start(i, set, up_tx.clone(), random_seed(), core)?);
+        }
+        drop(up_tx);
+        let mut per_worker: Vec<(EngineStats, u64)> = vec![(EngineStats::default(), 0); ws.len()];
         loop {
             tokio::select! {
                 r = conn.recv_with_fds(&mut buf) => {
@@ -749,20 +791,26 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         _ => return Ok(std::process::ExitCode::SUCCESS),
                     };
                     match ToDataPlane::decode(&buf[..n]) {
-                        Ok(ToDataPlane::AttachTap { nwid, vnet_hdr, name }) => {
+                        Ok(ToDataPlane::AttachTap { nwid, vnet_hdr, queue, name }) => {
                             let Some(fd) = fds.pop() else { continue };
                             match Tap::from_fd(fd, &name, vnet_hdr) {
-                                Ok(tap) => w.tell(worker::Cmd::AttachTap(nwid, Arc::new(tap))),
+                                Ok(tap) => ws[usize::from(queue) % ws.len()]
+                                    .tell(worker::Cmd::AttachTap(nwid, Arc::new(tap))),
                                 Err(e) => eprintln!("weft dataplane: TAP {name}: {e}"),
                             }
                         }
-                        Ok(ToDataPlane::DetachTap { nwid }) => w.tell(worker::Cmd::DetachTap(nwid)),
-                        Ok(ToDataPlane::TapWrite { nwid, frame }) => {
-                            w.tell(worker::Cmd::TapWrite(nwid, frame));
+                        Ok(ToDataPlane::DetachTap { nwid }) => {
+                            ws.iter().for_each(|w| w.tell(worker::Cmd::DetachTap(nwid)));
                         }
-                        Ok(ToDataPlane::Tables(t)) => w.tell(worker::Cmd::Tables(Arc::new(t))),
+                        Ok(ToDataPlane::TapWrite { nwid, frame }) => {
+                            ws[0].tell(worker::Cmd::TapWrite(nwid, frame));
+                        }
+                        Ok(ToDataPlane::Tables(t)) => {
+                            let t = Arc::new(t);
+                            ws.iter().for_each(|w| w.tell(worker::Cmd::Tables(t.clone())));
+                        }
                         Ok(ToDataPlane::Send { local, to, ttl, data }) => {
-                            w.tell(worker::Cmd::Send { local, to, ttl, data });
+                            ws[0].tell(worker::Cmd::Send { local, to, ttl, data });
                         }
                         Ok(ToDataPlane::Shutdown) => return Ok(std::process::ExitCode::SUCCESS),
                         Err(e) => eprintln!("weft dataplane: bad record from the control plane: {e}"),
@@ -776,11 +824,25 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         worker::Up::Relayed(source, dest) => ToControlPlane::Relayed { source, dest },
                         worker::Up::TapFrame(nwid, frame) => ToControlPlane::TapFrame { nwid, frame },
                         worker::Up::Activity(a) => ToControlPlane::Activity(a),
-                        worker::Up::Stats(mut st, udp, up_drops) => {
+                        worker::Up::Stats(i, st, udp, up_drops) => {
                             // records neither queue could take count as drops, and so do the
                             // kernel's receive-queue drops
-                            st.dropped += conn.drops + up_drops + udp.iter().map(|u| u.rx_drops).sum::<u64>();
-                            ToControlPlane::Stats(st)
+                            let kernel: u64 = udp.iter().map(|u| u.rx_drops).sum();
+                            if let Some(slot) = per_worker.get_mut(i) {
+                                *slot = (st, up_drops + kernel);
+                            }
+                            let mut total = EngineStats::default();
+                            for (s, d) in &per_worker {
+                                total.relayed += s.relayed;
+                                total.up += s.up;
+                                total.dropped += s.dropped + d;
+                                total.frames_in += s.frames_in;
+                                total.frames_out += s.frames_out;
+                                total.frames_up += s.frames_up;
+                                total.filtered += s.filtered;
+                            }
+                            total.dropped += conn.drops;
+                            ToControlPlane::Stats(total)
                         }
                     };
                     conn.send(msg.encode());

@@ -41,6 +41,8 @@ pub(crate) struct LocalConf {
     /// `settings.dataplane.backend` (weft): the data plane's UDP back-end (`af_xdp`,
     /// `io_uring`, `mmsg`, `plain`); empty: the best that works.
     pub(crate) dataplane_backend: String,
+    /// `settings.dataplane.workers` (weft): data-plane worker threads; 0: one per CPU (at most 8).
+    pub(crate) dataplane_workers: u16,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -62,6 +64,7 @@ impl Default for LocalConf {
             tertiary_port: 0,
             port_mapping_protocols: vec!["pcp".into(), "natpmp".into(), "upnp".into()],
             dataplane_backend: String::new(),
+            dataplane_workers: 0,
         }
     }
 }
@@ -370,6 +373,12 @@ impl Home {
                 "local.conf: settings.dataplane.backend must be \"auto\", \"af_xdp\", \"io_uring\", \"mmsg\" or \"plain\""
             ),
         };
+        let dataplane_workers = match &settings["dataplane"]["workers"] {
+            Value::Null => 0,
+            v => v.as_u64().filter(|n| *n <= 64).map(|n| n as u16).context(
+                "local.conf: settings.dataplane.workers must be an integer 0..64 (0: one per CPU)",
+            )?,
+        };
         let mut bind = Vec::new();
         if let Some(a) = settings["bind"].as_array() {
             for (i, ip) in a.iter().enumerate() {
@@ -440,6 +449,7 @@ impl Home {
             tertiary_port,
             port_mapping_protocols,
             dataplane_backend,
+            dataplane_workers,
         })
     }
 
@@ -633,5 +643,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.local_conf().unwrap().dataplane_backend, "mmsg");
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"dataplane":{"workers":"many"}}}"#,
+        )
+        .unwrap();
+        assert!(
+            format!("{:#}", h.local_conf().unwrap_err()).contains("settings.dataplane.workers")
+        );
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Ports {
     /// Whether frames are read and written here; false when the data-plane process serves the
     /// TAPs (this process creates and configures them, and passes their descriptors on).
     serve_frames: bool,
+    /// Queues per TAP (the data plane's workers); 1: a single-queue TAP.
+    queues: usize,
     /// Frames dropped because a TAP write failed or a queue was full.
     pub(crate) drops: u64,
 }
@@ -79,6 +81,7 @@ impl Ports {
         frames: mpsc::Sender<(NetworkId, Vec<u8>)>,
         devicemap: Option<String>,
         serve_frames: bool,
+        queues: usize,
     ) -> Self {
         let netlink = match Netlink::connect() {
             Ok(n) => Some(n),
@@ -93,18 +96,19 @@ impl Ports {
             frames,
             devicemap,
             serve_frames,
+            queues: queues.max(1),
             drops: 0,
         }
     }
 
-    /// Creates the TAP on the first config, or updates its MTU; returns a new TAP (for the data
-    /// plane to serve). spec: service.md §8.1
+    /// Creates the TAP on the first config, or updates its MTU; returns a new TAP's queues (for
+    /// the data plane to serve; the first is the device itself). spec: service.md §8.1
     pub(crate) fn ensure(
         &mut self,
         nwid: NetworkId,
         own: weft_wire::Address,
         c: &NetworkConfig,
-    ) -> Result<Option<Arc<Tap>>> {
+    ) -> Result<Option<Vec<Arc<Tap>>>> {
         if let Some(p) = self.ports.get_mut(&nwid) {
             if p.mtu != c.mtu {
                 p.tap.set_mtu(c.mtu).context("set MTU")?;
@@ -117,13 +121,25 @@ impl Ports {
         // segments and coalesces itself); this process reads plain frames.
         let opts = TapOptions {
             vnet_hdr: !self.serve_frames,
-            ..TapOptions::default()
+            multi_queue: !self.serve_frames && self.queues > 1,
         };
         let tap = Tap::create(&name, &opts).with_context(|| format!("create TAP {name}"))?;
-        if opts.vnet_hdr
-            && let Err(e) = tap.enable_offloads()
-        {
-            eprintln!("weft: {name}: no TAP offloads ({e}); frames go one by one");
+        let mut queues = Vec::new();
+        if opts.multi_queue {
+            // further queues attach to the same device by name, one per data-plane worker
+            for _ in 1..self.queues {
+                queues.push(Arc::new(
+                    Tap::create(tap.name(), &opts)
+                        .with_context(|| format!("open another queue of {name}"))?,
+                ));
+            }
+        }
+        if opts.vnet_hdr {
+            for q in std::iter::once(&tap).chain(queues.iter().map(|q| &**q)) {
+                if let Err(e) = q.enable_offloads() {
+                    eprintln!("weft: {name}: no TAP offloads ({e}); frames go one by one");
+                }
+            }
         }
         tap.set_mac(Mac::for_member(own, nwid).0)
             .context("set MAC")?;
@@ -138,6 +154,10 @@ impl Ports {
             }))
         });
         eprintln!("weft: network {:016x} on {}", nwid.0, tap.name());
+        // the further queues live as long as the data plane holds them (they are passed again
+        // after a data-plane restart)
+        let mut all = vec![tap.clone()];
+        all.extend(queues);
         self.ports.insert(
             nwid,
             Port {
@@ -147,7 +167,7 @@ impl Ports {
                 reader,
             },
         );
-        Ok(Some(tap))
+        Ok(Some(all))
     }
 
     /// Removes a network's port (the TAP disappears when its descriptor closes).

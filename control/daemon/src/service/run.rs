@@ -154,9 +154,9 @@ impl Service {
         }
         match self.ports.ensure(nwid, self.node.address(), config) {
             Ok(new_tap) => {
-                if let Some(tap) = new_tap {
+                if let Some(queues) = new_tap {
                     // the data-plane process reads and writes its frames
-                    self.dp.attach_tap(nwid, tap);
+                    self.dp.attach_tap(nwid, queues);
                 }
                 self.node.set_port_error(nwid, false)
             }
@@ -716,13 +716,21 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             m.insert("tertiaryPort".into(), tertiary.unwrap_or(0).into());
         }
         // The data plane: this process's sockets, or a process that binds the same addresses
-        // (they were just proven bindable) and holds session keys only.
+        // (they were just proven bindable) and holds session keys only, with `workers`
+        // threads. AF_XDP claims the interface's queues once, so it runs one worker.
+        let workers: u16 = if conf.dataplane_backend == "af_xdp" {
+            1
+        } else if conf.dataplane_workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u16)
+        } else {
+            conf.dataplane_workers
+        };
         let dp = if single_process {
             DataPlane::local(sockets)
         } else {
             let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
             drop(sockets);
-            DataPlane::split(&home.dir, addrs, &conf.dataplane_backend).await?
+            DataPlane::split(&home.dir, addrs, &conf.dataplane_backend, workers).await?
         };
         eprintln!(
             "weft: {} listening on UDP port {port} ({} socket(s), data plane {:?}), API on {:?}, planet {:#x}",
@@ -747,6 +755,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         let db_path = conf.raw["settings"]["controllerDbPath"].as_str().map(str::to_owned);
         let ctl = Ctl::open(&home, identity_for_ctl, db_path.as_deref())?;
         let dp_serves_taps = dp.serves_taps();
+        let dp_workers = dp.workers();
         let mut svc = Service {
             home,
             node,
@@ -754,7 +763,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             settings,
             version,
             fallback,
-            ports: Ports::new(tap_tx, devicemap, !dp_serves_taps),
+            ports: Ports::new(tap_tx, devicemap, !dp_serves_taps, dp_workers),
             net_settings: HashMap::new(),
             ctl,
             ticks: 0,

@@ -59,7 +59,8 @@ pub(crate) enum Up {
     Relayed(Address, Address),
     TapFrame(u64, Vec<u8>),
     Activity(Activity),
-    Stats(EngineStats, Vec<UdpStats>, u64),
+    /// Worker index, its engine counters, its sockets' counters, hand-ups it dropped.
+    Stats(usize, EngineStats, Vec<UdpStats>, u64),
 }
 
 /// The control side's handle on the worker thread.
@@ -71,20 +72,26 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker over bound sockets (index = local socket number).
+    /// Starts worker `index` over bound sockets (index = local socket number), pinned to
+    /// `core` if given.
     pub(crate) fn start(
+        index: usize,
         sockets: Vec<Box<dyn UdpIo>>,
         up: mpsc::Sender<Up>,
         seed: u64,
+        core: Option<core_affinity::CoreId>,
     ) -> std::io::Result<Worker> {
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let (cmd_tx, cmd_rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("weft-dp-worker".into())
+            .name(format!("weft-dp-{index}"))
             .spawn(move || {
-                let mut w = Loop::new(sockets, up, cmd_rx, wake_rx, seed);
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                let mut w = Loop::new(index, sockets, up, cmd_rx, wake_rx, seed);
                 w.run();
             })?;
         Ok(Worker {
@@ -113,6 +120,7 @@ impl Drop for Worker {
 }
 
 struct Loop {
+    index: usize,
     sockets: Vec<Box<dyn UdpIo>>,
     addrs: Vec<SocketAddr>,
     tx: Vec<TxBatch>,
@@ -135,6 +143,7 @@ struct Loop {
 
 impl Loop {
     fn new(
+        index: usize,
         sockets: Vec<Box<dyn UdpIo>>,
         up: mpsc::Sender<Up>,
         cmds: std_mpsc::Receiver<Cmd>,
@@ -144,6 +153,7 @@ impl Loop {
         let addrs = sockets.iter().map(|s| s.local_addr()).collect();
         let tx = sockets.iter().map(|_| TxBatch::new()).collect();
         Loop {
+            index,
             sockets,
             addrs,
             tx,
@@ -228,7 +238,7 @@ impl Loop {
                 let udp = self.sockets.iter().map(|s| s.stats()).collect();
                 let st = self.engine.stats();
                 let drops = self.up_drops;
-                self.hand_up(Up::Stats(st, udp, drops));
+                self.hand_up(Up::Stats(self.index, st, udp, drops));
             }
         }
     }

@@ -61,7 +61,7 @@ struct RunArgs {
     #[arg(long, value_name = "PATH")]
     weft: Option<PathBuf>,
     /// weft data-plane back-ends to measure, one subject each (written to local.conf as
-    /// settings.dataplane.backend).
+    /// settings.dataplane.backend); `mmsg/w2` also sets settings.dataplane.workers to 2.
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     weft_backends: Vec<String>,
     /// Only these subjects: kinds (veth, weft, zerotier-one, wireguard-kernel, wireguard-go,
@@ -200,7 +200,7 @@ fn plan(args: &RunArgs, weft: Option<&std::path::Path>) -> Result<(Vec<Subject>,
         if b.is_empty()
             || !b
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '/')
         {
             bail!("--weft-backends: bad back-end name {b:?}");
         }

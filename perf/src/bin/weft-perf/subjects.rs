@@ -269,9 +269,17 @@ fn zt_setup(
         .arg("-o")
         .arg(dir.join("planet")))?;
     let mut settings = json!({"allowTcpFallbackRelay": false, "portMappingEnabled": false});
+    // `mmsg/w2`: back-end mmsg with 2 data-plane workers
+    let (backend, workers) = match backend.map(|b| b.split_once("/w")) {
+        Some(Some((b, w))) => (Some(b), w.parse::<u16>().ok()),
+        _ => (backend, None),
+    };
     if let Some(b) = backend {
         // the daemon's data-plane back-end switch (ignored by daemons that predate it)
         settings["dataplane"] = json!({"backend": b});
+        if let Some(w) = workers {
+            settings["dataplane"]["workers"] = json!(w);
+        }
     }
     for (i, h) in homes.iter().enumerate() {
         std::fs::copy(dir.join("planet"), h.join("planet"))?;
