@@ -526,7 +526,8 @@ fn data_plane_restart_keeps_traffic() {
 /// The same traffic over every UDP back-end of the data plane: both members restart with
 /// `settings.dataplane.backend` set, the status shows that back-end, and ping, a drop rule and a
 /// 2 MiB TCP transfer work — with the frames on the data plane's fast path (its counters move),
-/// not through the control plane. AF_XDP steers one interface, so its members bind their LAN
+/// not through the control plane; mmsg once more with two workers (SO_REUSEPORT sockets and a
+/// two-queue TAP). AF_XDP steers one interface, so its members bind their LAN
 /// address (`settings.bind`), in generic or native mode as the veth allows.
 #[test]
 fn every_dataplane_backend_carries_the_network() {
@@ -554,13 +555,19 @@ fn every_dataplane_backend_carries_the_network() {
         set_member(&w.lab, &w.ctl, &nwid, m, json!({"authorized": true}));
     }
     let mut tested = Vec::new();
-    for backend in ["af_xdp", "io_uring", "mmsg", "plain"] {
+    for (backend, workers) in [
+        ("af_xdp", 1),
+        ("io_uring", 1),
+        ("mmsg", 1),
+        ("plain", 1),
+        ("mmsg", 2),
+    ] {
         for m in w.members.iter_mut() {
             m.stop(&w.lab);
             let mut settings = json!({
                 "allowTcpFallbackRelay": false,
                 "portMappingEnabled": false,
-                "dataplane": {"backend": backend}
+                "dataplane": {"backend": backend, "workers": workers}
             });
             if backend == "af_xdp" {
                 // AF_XDP steers one interface's packets: bind that interface's address
@@ -634,7 +641,10 @@ fn every_dataplane_backend_carries_the_network() {
             .unwrap_or(0);
         // 2 MiB in segments of at most 2,800 bytes: over 700 frames
         assert!(out > 700, "{backend}: only {out} frames took the fast path");
-        tested.push(backend);
+        tested.push(format!("{backend}/{workers}"));
     }
-    assert_eq!(tested, ["af_xdp", "io_uring", "mmsg", "plain"]);
+    assert_eq!(
+        tested,
+        ["af_xdp/1", "io_uring/1", "mmsg/1", "plain/1", "mmsg/2"]
+    );
 }

@@ -41,7 +41,7 @@ pub(crate) struct LocalConf {
     /// `settings.dataplane.backend` (weft): the data plane's UDP back-end (`af_xdp`,
     /// `io_uring`, `mmsg`, `plain`); empty: the best that works.
     pub(crate) dataplane_backend: String,
-    /// `settings.dataplane.workers` (weft): data-plane worker threads; 0: one per CPU (at most 8).
+    /// `settings.dataplane.workers` (weft): data-plane worker threads; 0: half the CPUs (1..8).
     pub(crate) dataplane_workers: u16,
 }
 
@@ -376,7 +376,7 @@ impl Home {
         let dataplane_workers = match &settings["dataplane"]["workers"] {
             Value::Null => 0,
             v => v.as_u64().filter(|n| *n <= 64).map(|n| n as u16).context(
-                "local.conf: settings.dataplane.workers must be an integer 0..64 (0: one per CPU)",
+                "local.conf: settings.dataplane.workers must be an integer 0..64 (0: half the CPUs)",
             )?,
         };
         let mut bind = Vec::new();

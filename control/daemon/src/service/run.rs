@@ -721,7 +721,8 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         let workers: u16 = if conf.dataplane_backend == "af_xdp" {
             1
         } else if conf.dataplane_workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u16)
+            // half the CPUs (the kernel's TCP/IP and TAP work needs the rest), 1 to 8
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8) as u16)
         } else {
             conf.dataplane_workers
         };
