@@ -265,3 +265,52 @@ fn restarted_root_without_memory_gets_its_leaves_back_quickly() {
     s.run_for(3_000);
     assert_eq!(s.user_messages(b).len(), 1);
 }
+
+/// Trusted paths (cipher 2) on the send side: between two leaves that both trust their /31, the
+/// general send path uses cipher 2 once the path is direct (relayed packets and HELLOs never
+/// do); a receiver that does not trust the network refuses those packets. spec: vl1.md §3.5
+#[test]
+fn trusted_paths_carry_direct_traffic_as_cipher_two() {
+    use weft_proto::TrustedPath;
+    for receiver_trusts in [true, false] {
+        let ids = ids();
+        let w = planet(&[(&ids[0], ROOT.parse().unwrap())]);
+        let mut s = Sim::new(7);
+        s.add_node(ids[0].clone(), NodeConfig::new(w.clone()), ROOT, None);
+        let trusted = vec![TrustedPath {
+            network: "198.18.0.2".parse().unwrap(),
+            prefix: 31,
+            id: 42,
+        }];
+        let mut ca = NodeConfig::new(w.clone());
+        ca.trusted_paths = trusted.clone();
+        let mut cb = NodeConfig::new(w);
+        if receiver_trusts {
+            cb.trusted_paths = trusted;
+        }
+        let a = s.add_node(ids[1].clone(), ca, "198.18.0.2:9993", None);
+        let b = s.add_node(ids[2].clone(), cb, "198.18.0.3:9993", None);
+        s.run_for(STARTUP_MS);
+        s.send_user_message(a, b, 0x2_0000, b"via the root");
+        s.run_for(3_000);
+        assert!(s.direct(a, b), "direct path formed");
+        assert_eq!(s.user_messages(b).len(), 1, "relayed: never cipher 2");
+        let failures = s.nodes[b].node.stats().mac_failures;
+        s.send_user_message(a, b, 0x2_0000, b"direct");
+        s.run_for(500);
+        if receiver_trusts {
+            assert_eq!(
+                s.user_messages(b).len(),
+                2,
+                "cipher 2 accepted on a trusted path"
+            );
+        } else {
+            assert_eq!(
+                s.user_messages(b).len(),
+                1,
+                "cipher 2 refused where not trusted"
+            );
+            assert!(s.nodes[b].node.stats().mac_failures > failures);
+        }
+    }
+}

@@ -46,6 +46,19 @@ impl Node {
         payload: &[u8],
         mtu: Option<usize>,
     ) -> Option<Vec<u8>> {
+        self.build_packet_for(dest, verb, payload, mtu, None)
+    }
+
+    /// [`Node::build_packet`], as cipher 2 with `trusted_path_id` when given (such packets are
+    /// not registered as expecting replies, as in 1.14). spec: vl1.md §3.5
+    pub(crate) fn build_packet_for(
+        &mut self,
+        dest: Address,
+        verb: Verb,
+        payload: &[u8],
+        mtu: Option<usize>,
+        trusted_path_id: Option<u64>,
+    ) -> Option<Vec<u8>> {
         let id = self.random_id();
         let peer = self.peers.get(&dest)?;
         self.stats.packets_out[usize::from(verb.to_u8() & 0x1f)] += 1;
@@ -66,6 +79,10 @@ impl Node {
             && Fragmenter::needed(p.len(), mtu)
         {
             Packet::new_checked(&mut p[..]).ok()?.set_fragmented(true);
+        }
+        if let Some(id) = trusted_path_id {
+            armor::armor_trusted_path(&mut p, id).ok()?;
+            return Some(p);
         }
         armor(&mut p, &peer.key, peer.cipher()).ok()?;
         // Only requests expect an OK; registering our replies too would let a chatty peer flush
@@ -166,7 +183,18 @@ impl Node {
             return;
         };
         let mtu = self.config.physical_mtu;
-        let Some(p) = self.build_packet(dest, verb, payload, Some(mtu)) else {
+        // spec: vl1.md §3.5 — the general send queue uses cipher 2 toward a trusted physical
+        // network (never for HELLO: first contact needs an authenticated packet)
+        let trusted = (verb != Verb::HELLO && via.is_none())
+            .then(|| {
+                self.config
+                    .trusted_paths
+                    .iter()
+                    .find(|t| t.contains(to.ip()))
+                    .map(|t| t.id)
+            })
+            .flatten();
+        let Some(p) = self.build_packet_for(dest, verb, payload, Some(mtu), trusted) else {
             return;
         };
         let Ok(f) = Fragmenter::new(&p, mtu) else {
