@@ -92,11 +92,7 @@ impl UdpIo for PlainIo {
     }
 
     fn send_ttl(&mut self, to: SocketAddr, ttl: u8, data: &[u8]) -> io::Result<()> {
-        self.stats.tx_syscalls += 1;
-        sys::send_ttl(self.sock.as_raw_fd(), self.v6, to, ttl, data)?;
-        self.stats.tx_datagrams += 1;
-        self.stats.tx_bytes += data.len() as u64;
-        Ok(())
+        sys::send_ttl_counted(&mut self.stats, self.sock.as_raw_fd(), self.v6, to, ttl, data)
     }
 
     fn stats(&self) -> UdpStats {

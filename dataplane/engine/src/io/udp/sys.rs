@@ -288,6 +288,22 @@ pub(super) fn sendmsg(
     }
 }
 
+/// [`send_ttl`], counted in `stats` (one system call; one datagram when it went out).
+pub(super) fn send_ttl_counted(
+    stats: &mut super::UdpStats,
+    fd: RawFd,
+    v6: bool,
+    to: SocketAddr,
+    ttl: u8,
+    data: &[u8],
+) -> io::Result<()> {
+    stats.tx_syscalls += 1;
+    send_ttl(fd, v6, to, ttl, data)?;
+    stats.tx_datagrams += 1;
+    stats.tx_bytes += data.len() as u64;
+    Ok(())
+}
+
 /// Sends `data` to `to` with IP TTL / IPv6 hop limit `ttl` (as a cmsg, socket default intact).
 pub(super) fn send_ttl(
     fd: RawFd,
