@@ -543,7 +543,14 @@ impl UdpIo for UringIo {
     }
 
     fn send_ttl(&mut self, to: SocketAddr, ttl: u8, data: &[u8]) -> io::Result<()> {
-        sys::send_ttl_counted(&mut self.stats, self.sock.as_raw_fd(), self.v6, to, ttl, data)
+        sys::send_ttl_counted(
+            &mut self.stats,
+            self.sock.as_raw_fd(),
+            self.v6,
+            to,
+            ttl,
+            data,
+        )
     }
 
     fn stats(&self) -> UdpStats {
