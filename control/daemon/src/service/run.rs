@@ -383,7 +383,12 @@ impl Service {
             self.node
                 .peers(now)
                 .iter()
-                .map(|p| json::peer(p, tunneled))
+                .map(|p| {
+                    json::bonded_peer(
+                        json::peer(p, tunneled),
+                        self.node.bond_info(p.address, now).as_ref(),
+                    )
+                })
                 .collect(),
         )
     }
@@ -438,11 +443,24 @@ impl Service {
                 let _ = tx.send(self.peers_value(now));
             }
             ApiRequest::Peers(Some(a), tx) => {
-                let _ = tx.send(
-                    self.node
-                        .peer(a, now)
-                        .map_or(Value::Null, |p| json::peer(&p, self.fallback.active())),
-                );
+                let _ = tx.send(self.node.peer(a, now).map_or(Value::Null, |p| {
+                    json::bonded_peer(
+                        json::peer(&p, self.fallback.active()),
+                        self.node.bond_info(a, now).as_ref(),
+                    )
+                }));
+            }
+            ApiRequest::BondShow(a, tx) => {
+                let v = match (self.node.peer(a, now), self.node.bond_info(a, now)) {
+                    (Some(p), Some(b)) => {
+                        json::bonded_peer(json::peer(&p, self.fallback.active()), Some(&b))
+                    }
+                    _ => Value::Null,
+                };
+                let _ = tx.send(v);
+            }
+            ApiRequest::BondRotate(a, tx) => {
+                let _ = tx.send(Value::Bool(self.node.bond_rotate(a, now)));
             }
             ApiRequest::Moons(None, tx) => {
                 let mut v: Vec<Value> = self
@@ -650,6 +668,12 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
     config.controller = true;
     config.moons = home.moons();
     config.trusted_paths = conf.trusted_paths.clone();
+    if conf.bonding.in_use() {
+        config.bonding = Some(conf.bonding.clone());
+    }
+    for w in &conf.bonding.warnings {
+        eprintln!("weft: local.conf: {w}");
+    }
     if let Some(m) = conf.mtu {
         config.physical_mtu = m;
     }
@@ -732,6 +756,25 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             api_addrs,
             node.planet().id
         );
+        // Bond link names: the interface each socket's bound address is on (sockets bound to
+        // the wildcard have none). spec: vl1.md §9.1, service.md §3.3 (`links`)
+        if let Ok(ifs) = nix::ifaddrs::getifaddrs() {
+            let ifs: Vec<(String, IpAddr)> = ifs
+                .filter_map(|i| {
+                    let a = i.address?;
+                    let ip = a
+                        .as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
+                    Some((i.interface_name, ip))
+                })
+                .collect();
+            for (i, a) in dp.local_addrs().iter().enumerate() {
+                if let Some((name, _)) = ifs.iter().find(|(_, ip)| *ip == a.ip()) {
+                    node.set_socket_interface(weft_proto::LocalSocket(i as u32), name);
+                }
+            }
+        }
         let (tunnel_tx, mut tunnel_rx) = tokio::sync::mpsc::channel(256);
         let fallback = TcpFallback::new(
             FallbackConfig {
