@@ -233,6 +233,8 @@ pub struct Node {
     pub(crate) bonds: HashMap<Address, crate::bond::Bond>,
     /// Interface names of the local sockets (bond link names).
     pub(crate) socket_ifnames: HashMap<LocalSocket, String>,
+    /// Each bond's eligible paths as last announced (`PathsChanged`: the data plane follows).
+    pub(crate) bond_announced: HashMap<Address, Vec<crate::bond::PathKey>>,
 }
 
 impl Node {
@@ -290,6 +292,7 @@ impl Node {
             local_addresses: Vec::new(),
             bonds: HashMap::new(),
             socket_ifnames: HashMap::new(),
+            bond_announced: HashMap::new(),
         };
         node.add_root_peers(now);
         node.update_online(now);

@@ -147,7 +147,9 @@ impl Node {
         self.bonds.values().map(Bond::poll_timeout).min()
     }
 
-    /// Runs the bonds whose timers are due and sends their probes.
+    /// Runs the bonds whose timers are due, sends their probes, and announces every bond whose
+    /// eligible paths changed since it was last announced (whatever changed them: the timer,
+    /// a received packet, a send), so that the data plane follows. spec: vl1.md §9.2
     pub(crate) fn bonds_timeout(&mut self, now: Timestamp) {
         let due: Vec<Address> = self
             .bonds
@@ -157,15 +159,19 @@ impl Node {
             .collect();
         for a in due {
             if let Some(b) = self.bonds.get_mut(&a) {
-                let before = b.eligible_set();
                 b.handle_timeout(now);
-                if b.eligible_set() != before {
-                    // The data plane follows the bond: republish. spec: vl1.md §9.2
-                    self.events
-                        .push_back(crate::Event::PathsChanged { address: a });
-                }
             }
             self.run_bond_actions(now, a);
+        }
+        self.bond_announced
+            .retain(|a, _| self.bonds.contains_key(a));
+        for (a, b) in &self.bonds {
+            let set: Vec<PathKey> = b.eligible_set().into_iter().map(|(k, _)| k).collect();
+            if self.bond_announced.get(a) != Some(&set) {
+                self.bond_announced.insert(*a, set);
+                self.events
+                    .push_back(crate::Event::PathsChanged { address: *a });
+            }
         }
     }
 
