@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_conformance::netns::{Lab, Link, Ns};
-use weft_conformance::weftnode::{WeftNode, private_planet};
+use weft_conformance::weftnode::{WeftNode, private_planet, weft_bin};
 
 const CONFIGURED: Duration = Duration::from_secs(45);
 /// Both links learned and alive in the bond.
@@ -313,6 +313,37 @@ fn balance_rr_uses_both_links() {
     let used = [after[0] - before[0], after[1] - before[1]];
     eprintln!("balance-rr: per-link packets {used:?}");
     assert!(used[0] >= 30 && used[1] >= 30, "balance-rr: {used:?}");
+
+    // The client commands. spec: service.md §5 (listbonds, bond <peer> show)
+    let bin = weft_bin().display().to_string();
+    let home = w.a.home.display().to_string();
+    let weft = |args: &[&str]| -> String {
+        let mut argv = vec![bin.as_str(), "-D", home.as_str()];
+        argv.extend(args);
+        let out = w.lab.exec(&w.a.ns, &argv);
+        assert!(out.status.success(), "weft {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = weft(&["bond", "list"]);
+    let want = format!("{:>10}  {:>32}         2/2", w.b.address(), "lab-rr");
+    assert!(list.lines().any(|l| l == want), "{list}");
+    assert_eq!(weft(&["listbonds"]), list);
+    let show = weft(&["bond", w.b.address(), "show"]);
+    assert!(
+        show.contains(&format!("Peer                   : {}", w.b.address())),
+        "{show}"
+    );
+    assert!(show.contains("Bond                   : lab-rr"), "{show}");
+    assert!(show.contains("Links                  : 2/2"), "{show}");
+    assert!(show.contains("10.61.1.2/"), "{show}");
+    assert!(show.contains("10.61.2.2/"), "{show}");
+    let peer = w.a.api_get(&w.lab, &format!("/peer/{}", w.b.address()));
+    assert_eq!(peer["isBonded"], true, "{peer}");
+    assert_eq!(peer["bondingPolicyStr"], "lab-rr", "{peer}");
+    // The root is never bonded.
+    let (code, body) =
+        w.a.api(&w.lab, "GET", &format!("/bond/show/{}", w._root.address()));
+    assert_eq!((code, body.trim()), (400, "{}"));
 }
 
 #[test]

@@ -759,6 +759,22 @@ fn dump(c: &Client) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
+    /// `listbonds`: the header, one line per bonded peer, or the NONE line.
+    /// spec: service.md §5, §6.3
+    #[test]
+    fn bond_list_format() {
+        assert_eq!(
+            bond_list(&serde_json::json!([{"address": "62f865ae71", "isBonded": false}])),
+            "    <peer>                        <bondtype>     <links>\n      NONE\t\t\t\tNONE\t    NONE       NONE\n"
+        );
+        let v = serde_json::json!([{"address": "7c55a8da82", "isBonded": true,
+            "bondingPolicyStr": "active-backup", "numAliveLinks": 1, "numTotalLinks": 2}]);
+        assert_eq!(
+            bond_list(&v).lines().nth(1),
+            Some("7c55a8da82                     active-backup         1/2")
+        );
+    }
+
     fn net() -> Value {
         serde_json::json!({
             "nwid": "7c55a8da82c90312", "mtu": 2800, "bridge": false, "name": "testnet",
