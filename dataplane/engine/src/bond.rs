@@ -4,7 +4,7 @@
 //!
 //! * active-backup: the first eligible path (the active one);
 //! * broadcast: every eligible path, the same armored packet (same packet id) on each; the
-//!   receiving engine drops copies it has seen ([`RecentIds`]);
+//!   receiving engine drops copies it has seen (a per-peer window of recent packet ids);
 //! * balance-rr: the next path every `packets_per_link` frames;
 //! * balance-xor / balance-aware: the inner flow's hash onto the paths, weighted by the shares
 //!   the control plane computed (equal for xor).
