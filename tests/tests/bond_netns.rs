@@ -8,7 +8,8 @@
 //!   `failoverInterval` + margin;
 //! * balance-rr: both links carry packets (per-link counters of `ip -s link`);
 //! * balance-xor: one TCP flow stays on one link;
-//! * broadcast: every ping is answered once (no duplicates), both links carry it.
+//! * broadcast: every ping is answered once (no duplicates), both links carry it;
+//! * aggregation: both links shaped to R with tbf, 16 TCP flows over balance-rr carry ≥ 1.6 R.
 //!
 //! spec: vl1.md §9, service.md §3.3, §4 (`/bond/show`). Needs root, iproute2, iptables and ping
 //! (`scripts/install-test-deps.sh`); fails loudly without them unless `WEFT_SKIP_NETNS=1`.
@@ -210,9 +211,20 @@ fn ping_until(lab: &Lab, ns: &Ns, ip: IpAddr, timeout: Duration) {
 
 /// Packets sent on `dev` in `ns` so far (`ip -s link`).
 fn tx_packets(lab: &Lab, ns: &Ns, dev: &str) -> u64 {
+    tx_stat(lab, ns, dev, "packets")
+}
+
+/// A transmit counter of `dev` in `ns` (`ip -s link`).
+fn tx_stat(lab: &Lab, ns: &Ns, dev: &str, what: &str) -> u64 {
     let out = lab.exec_ok(ns, &["ip", "-j", "-s", "link", "show", "dev", dev]);
     let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    v[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
+    v[0]["stats64"]["tx"][what].as_u64().unwrap_or(0)
+}
+
+fn a_tx_bytes(w: &World) -> u64 {
+    (0..2)
+        .map(|i| tx_stat(&w.lab, &w.links[i].a, &w.links[i].a_if, "bytes"))
+        .sum()
 }
 
 fn a_tx(w: &World) -> [u64; 2] {
@@ -400,4 +412,108 @@ fn broadcast_answers_each_ping_once() {
     assert_eq!(dups, 0, "duplicates delivered\n{text}");
     assert!(rx >= 48, "{text}");
     assert!(used[0] >= 48 && used[1] >= 48, "broadcast: {used:?}");
+}
+
+/// Rate-limited aggregation: both links shaped to R (tbf on A's side); 16 TCP flows under
+/// balance-rr (one packet per link in turn: equal links, so little reordering) get well above
+/// one link's rate together.
+#[test]
+fn balance_rr_aggregates_two_rate_limited_links() {
+    let Some(w) = world("bond_tbf", 5, "lab-rr") else {
+        return;
+    };
+    const RATE_MBIT: u64 = 8;
+    for l in &w.links {
+        w.lab.exec_ok(
+            &l.a,
+            &[
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                &l.a_if,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{RATE_MBIT}mbit"),
+                "burst",
+                "64kb",
+                "latency",
+                "200ms",
+            ],
+        );
+    }
+    let flows = 16usize;
+    let per_flow = 1usize << 20;
+    let listener = w
+        .lab
+        .in_ns(&w.b.ns, || TcpListener::bind(SocketAddr::new(w.b_ip, 5202)))
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let mut handles = Vec::new();
+        for _ in 0..flows {
+            let (mut s, _) = listener.accept().unwrap();
+            handles.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let mut total = 0usize;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+                total
+            }));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
+    });
+    let before = a_tx(&w);
+    let bytes_before = a_tx_bytes(&w);
+    let addr = SocketAddr::new(w.b_ip, 5202);
+    // Connect all flows from A's namespace first, then send on all of them at once.
+    let streams: Vec<TcpStream> = w.lab.in_ns(&w.a.ns, || {
+        (0..flows)
+            .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap())
+            .collect()
+    });
+    let start = Instant::now();
+    let senders: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let chunk = vec![0x5au8; 65536];
+                for _ in 0..(per_flow / chunk.len()) {
+                    s.write_all(&chunk).unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let total = server.join().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(total, flows * per_flow);
+    let mbit = (total * 8) as f64 / secs / 1e6;
+    // What the shapers see: every byte on the links (ZeroTier and UDP/IP overhead included).
+    let link_mbit = ((a_tx_bytes(&w) - bytes_before) * 8) as f64 / secs / 1e6;
+    let after = a_tx(&w);
+    let used = [after[0] - before[0], after[1] - before[1]];
+    eprintln!(
+        "aggregation: {mbit:.1} Mbit/s of TCP payload, {link_mbit:.1} Mbit/s on the links, over two \
+         {RATE_MBIT} Mbit/s links; per link {used:?} packets"
+    );
+    assert!(used[0] > 500 && used[1] > 500, "flows not spread: {used:?}");
+    let r = RATE_MBIT as f64;
+    assert!(
+        link_mbit >= 1.6 * r,
+        "links carried {link_mbit:.1} Mbit/s, below 1.6 × {RATE_MBIT}"
+    );
+    assert!(
+        mbit >= 1.4 * r,
+        "TCP payload {mbit:.1} Mbit/s, below 1.4 × {RATE_MBIT}"
+    );
 }
