@@ -348,6 +348,10 @@ fn balance_rr_uses_both_links() {
     assert!(show.contains("Bond                   : lab-rr"), "{show}");
     assert!(show.contains("Links                  : 2/2"), "{show}");
     assert!(show.contains("10.61.1.2/"), "{show}");
+    // Link names resolved from the route towards each path (the daemon binds the wildcard).
+    for l in &w.links {
+        assert!(show.contains(&format!(" {} ", l.a_if)), "{show}");
+    }
     assert!(show.contains("10.61.2.2/"), "{show}");
     let peer = w.a.api_get(&w.lab, &format!("/peer/{}", w.b.address()));
     assert_eq!(peer["isBonded"], true, "{peer}");

@@ -235,6 +235,8 @@ pub struct Node {
     pub(crate) socket_ifnames: HashMap<LocalSocket, String>,
     /// Each bond's eligible paths as last announced (`PathsChanged`: the data plane follows).
     pub(crate) bond_announced: HashMap<Address, Vec<crate::bond::PathKey>>,
+    /// Interfaces towards remote addresses (wildcard sockets' bond link names).
+    pub(crate) path_ifnames: HashMap<std::net::IpAddr, String>,
 }
 
 impl Node {
@@ -293,6 +295,7 @@ impl Node {
             bonds: HashMap::new(),
             socket_ifnames: HashMap::new(),
             bond_announced: HashMap::new(),
+            path_ifnames: HashMap::new(),
         };
         node.add_root_peers(now);
         node.update_online(now);

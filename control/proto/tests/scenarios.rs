@@ -312,6 +312,17 @@ fn bonded_leaves_talk_over_their_bond() {
     assert_eq!(s.nodes[root].node.stats().relayed, relayed, "over the bond");
     let info = s.nodes[a].node.bond_info(rb, s.now).unwrap();
     assert!(info.paths[0].packets >= 5, "{info:?}");
+    // Link names: the driver tells which interface a remote is reached by.
+    let now = s.now;
+    s.nodes[a]
+        .node
+        .set_path_interface(now, "198.18.0.3".parse().unwrap(), "eth7");
+    let info = s.nodes[a].node.bond_info(rb, s.now).unwrap();
+    assert_eq!(info.paths[0].link, "eth7");
+    assert_eq!(
+        s.nodes[a].node.bonded_remotes(),
+        vec!["198.18.0.3".parse::<std::net::IpAddr>().unwrap()]
+    );
     // The data plane gets the bond's decision.
     let t = s.nodes[a].node.data_plane_tables(s.now);
     let entry = t.peers[&rb].bond.clone().expect("bond entry");

@@ -57,6 +57,30 @@ impl Node {
         self.socket_ifnames.insert(local, name.to_string());
     }
 
+    /// Tells the node which interface packets to `remote` leave by (for sockets bound to the
+    /// wildcard address, whose interface depends on the route). Bonds pick it up at once.
+    pub fn set_path_interface(&mut self, now: Timestamp, remote: std::net::IpAddr, name: &str) {
+        if self.path_ifnames.get(&remote).map(String::as_str) != Some(name) {
+            self.path_ifnames.insert(remote, name.to_string());
+            if self.path_ifnames.len() > 4096 {
+                self.path_ifnames.clear();
+            }
+            self.sync_bonds(now);
+        }
+    }
+
+    /// The remote addresses of every bonded path (the driver resolves their interfaces).
+    pub fn bonded_remotes(&self) -> Vec<std::net::IpAddr> {
+        let mut v: Vec<std::net::IpAddr> = self
+            .bonds
+            .values()
+            .flat_map(|b| b.path_keys().map(|k| k.remote.ip()))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Creates, updates or drops the bond of `a` to match the peer's current paths.
     pub(crate) fn sync_bond(&mut self, now: Timestamp, a: Address) {
         let Some(peer) = self.peers.get(&a) else {
@@ -81,7 +105,7 @@ impl Node {
             let seed = u64::from_le_bytes(self.random_id());
             self.bonds.insert(a, Bond::new(policy, now, seed));
         }
-        let ifnames = &self.socket_ifnames;
+        let (ifnames, path_ifnames) = (&self.socket_ifnames, &self.path_ifnames);
         let Some(bond) = self.bonds.get_mut(&a) else {
             return;
         };
@@ -94,7 +118,10 @@ impl Node {
             bond.remove_path(now, &k);
         }
         for k in &live {
-            let link = ifnames.get(&k.local).map_or("", String::as_str);
+            let link = ifnames
+                .get(&k.local)
+                .or_else(|| path_ifnames.get(&k.remote.ip()))
+                .map_or("", String::as_str);
             bond.add_path(now, *k, link);
         }
     }
