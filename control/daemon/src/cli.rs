@@ -85,6 +85,14 @@ pub(crate) enum ClientCommand {
         /// Network id (16 hex digits).
         network_id: String,
     },
+    /// Bonded peers, one line each (zerotier-cli listbonds).
+    Listbonds,
+    /// Multipath bonds: `bond list`, `bond <addr10> show`, `bond <addr10> rotate`.
+    Bond {
+        /// `list`, or a peer address followed by `show` or `rotate`.
+        #[arg(num_args = 1..=2)]
+        args: Vec<String>,
+    },
     /// Send traffic to a peer (weft: a USER_MESSAGE through the normal send path).
     Ping {
         /// Peer address (10 hex digits).
@@ -241,6 +249,100 @@ fn version(p: &Value) -> String {
     }
 }
 
+/// `listbonds` / `bond list`: bonded peers with policy and alive/total links.
+/// spec: service.md §5 (listbonds)
+fn bond_list(peers: &Value) -> String {
+    let mut out = String::from("    <peer>                        <bondtype>     <links>\n");
+    let mut any = false;
+    for p in peers.as_array().into_iter().flatten() {
+        if p["isBonded"] != true {
+            continue;
+        }
+        any = true;
+        out.push_str(&format!(
+            "{:>10}  {:>32}         {}/{}\n",
+            p["address"].as_str().unwrap_or("-"),
+            p["bondingPolicyStr"].as_str().unwrap_or("-"),
+            p["numAliveLinks"].as_u64().unwrap_or(0),
+            p["numTotalLinks"].as_u64().unwrap_or(0),
+        ));
+    }
+    if !any {
+        out.push_str("      NONE\t\t\t\tNONE\t    NONE       NONE\n");
+    }
+    out
+}
+
+/// `bond <addr10> show`: the bond's settings, then its links (state and quality).
+/// spec: service.md §5 (bond show)
+fn bond_show(p: &Value) -> String {
+    let n = |k: &str| p[k].as_i64().unwrap_or(-1);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Peer                   : {}\n",
+        p["address"].as_str().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "Bond                   : {}\n",
+        p["bondingPolicyStr"].as_str().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "Link Select Method     : {}\n",
+        p["linkSelectMethod"].as_str().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "Links                  : {}/{}\n",
+        n("numAliveLinks"),
+        n("numTotalLinks")
+    ));
+    out.push_str(&format!(
+        "Failover Interval (ms) : {}\n",
+        n("failoverInterval")
+    ));
+    out.push_str(&format!("Up Delay (ms)          : {}\n", n("upDelay")));
+    out.push_str(&format!("Down Delay (ms)        : {}\n", n("downDelay")));
+    out.push_str(&format!(
+        "Packets Per Link       : {}\n",
+        n("packetsPerLink")
+    ));
+    let dashes = "-".repeat(120);
+    let paths: Vec<&Value> = p["bondPaths"].as_array().into_iter().flatten().collect();
+    out.push_str(&format!(
+        "\n{:>5} {:<15} {:<45} {:<10} {:>8} {:>8} {:>10}\n{dashes}\n",
+        "idx", "interface", "path", "state", "bonded", "eligible", "flows"
+    ));
+    for (i, x) in paths.iter().enumerate() {
+        out.push_str(&format!(
+            "{:>5} {:<15} {:<45} {:<10} {:>8} {:>8} {:>10}\n",
+            i,
+            x["ifname"].as_str().unwrap_or(""),
+            x["address"].as_str().unwrap_or("-"),
+            x["state"].as_str().unwrap_or("-"),
+            x["bonded"] == true,
+            x["eligible"] == true,
+            x["assignedFlowCount"].as_u64().unwrap_or(0),
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:>5} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}\n{dashes}\n",
+        "idx", "lat (ms)", "pdv (ms)", "loss", "error", "quality", "packets"
+    ));
+    for (i, x) in paths.iter().enumerate() {
+        let f = |k: &str| x[k].as_f64().unwrap_or(-1.0);
+        out.push_str(&format!(
+            "{:>5} {:>12.3} {:>12.3} {:>12.4} {:>12.4} {:>12.4} {:>12}\n",
+            i,
+            f("latencyMean"),
+            f("latencyVariance"),
+            f("packetLossRatio"),
+            f("packetErrorRatio"),
+            f("relativeQuality"),
+            x["packets"].as_u64().unwrap_or(0),
+        ));
+    }
+    out
+}
+
 /// Runs a client command.
 pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
     let c = match Client::new(&opts) {
@@ -253,6 +355,24 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Listpeers => c.call("listpeers", "GET", "/peer", None),
         ClientCommand::Peers => c.call("peers", "GET", "/peer", None),
         ClientCommand::Listmoons => c.call("listmoons", "GET", "/moon", None),
+        ClientCommand::Listbonds => c.call("listbonds", "GET", "/peer", None),
+        ClientCommand::Bond { args } => match (args.first().map(String::as_str), args.get(1)) {
+            (Some("list"), None) => c.call("listbonds", "GET", "/peer", None),
+            (Some(a), Some(op)) if a.len() == 10 && u64::from_str_radix(a, 16).is_ok() => {
+                match op.as_str() {
+                    "show" => c.call("bond", "GET", &format!("/bond/show/{a}"), None),
+                    "rotate" => c.call("bond", "POST", &format!("/bond/rotate/{a}"), None),
+                    _ => {
+                        println!("invalid command");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            _ => {
+                println!("invalid command");
+                return Ok(ExitCode::from(2));
+            }
+        },
         ClientCommand::Orbit { world_id, seed } => {
             let (Ok(id), Ok(s)) = (
                 u64::from_str_radix(world_id, 16),
@@ -374,6 +494,12 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
             }
         }
         ClientCommand::Listmoons => println!("{}", pretty(&v)),
+        ClientCommand::Listbonds => print!("{}", bond_list(&v)),
+        ClientCommand::Bond { args } => match args.get(1).map(String::as_str) {
+            Some("show") => print!("{}", bond_show(&v)),
+            Some(_) => println!("200 rotate OK"),
+            None => print!("{}", bond_list(&v)),
+        },
         ClientCommand::Orbit { .. } => println!("200 orbit OK"),
         ClientCommand::Deorbit { .. } => println!("200 deorbit OK"),
         ClientCommand::Ping { .. } => println!("200 ping OK"),
@@ -647,6 +773,22 @@ fn dump(c: &Client) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `listbonds`: the header, one line per bonded peer, or the NONE line.
+    /// spec: service.md §5, §6.3
+    #[test]
+    fn bond_list_format() {
+        assert_eq!(
+            bond_list(&serde_json::json!([{"address": "62f865ae71", "isBonded": false}])),
+            "    <peer>                        <bondtype>     <links>\n      NONE\t\t\t\tNONE\t    NONE       NONE\n"
+        );
+        let v = serde_json::json!([{"address": "7c55a8da82", "isBonded": true,
+            "bondingPolicyStr": "active-backup", "numAliveLinks": 1, "numTotalLinks": 2}]);
+        assert_eq!(
+            bond_list(&v).lines().nth(1),
+            Some("7c55a8da82                     active-backup         1/2")
+        );
+    }
 
     fn net() -> Value {
         serde_json::json!({

@@ -22,6 +22,8 @@ pub struct NodeConfig {
     /// This node runs a network controller: NETWORK_CONFIG_REQUESTs become
     /// [`crate::Event::ConfigRequest`] instead of ERROR(UNSUPPORTED_OPERATION).
     pub controller: bool,
+    /// The `local.conf` bonding settings (`None`: no bonding). spec: vl1.md §9.1
+    pub bonding: Option<crate::bond::BondingConfig>,
 }
 
 impl NodeConfig {
@@ -35,6 +37,7 @@ impl NodeConfig {
             physical_mtu: weft_wire::packet::DEFAULT_PHYSICAL_MTU,
             version: (1, 14, 1),
             controller: false,
+            bonding: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::peer::Peer;
 use crate::peer_cache::CachedPeer;
 use crate::{Event, LocalSocket, NodeConfig, Timestamp, Transmit};
 
+mod bond;
 mod dataplane;
 mod filter;
 mod recv;
@@ -228,6 +229,14 @@ pub struct Node {
     /// Addresses the driver is bound to (interface addresses with their ports, and mapped
     /// external addresses from UPnP/NAT-PMP), advertised in PUSH_DIRECT_PATHS.
     pub(crate) local_addresses: Vec<SocketAddr>,
+    /// Multipath bonds of the peers `local.conf` gives a policy. spec: vl1.md §9
+    pub(crate) bonds: HashMap<Address, crate::bond::Bond>,
+    /// Interface names of the local sockets (bond link names).
+    pub(crate) socket_ifnames: HashMap<LocalSocket, String>,
+    /// Each bond's eligible paths as last announced (`PathsChanged`: the data plane follows).
+    pub(crate) bond_announced: HashMap<Address, Vec<crate::bond::PathKey>>,
+    /// Interfaces towards remote addresses (wildcard sockets' bond link names).
+    pub(crate) path_ifnames: HashMap<std::net::IpAddr, String>,
 }
 
 impl Node {
@@ -283,6 +292,10 @@ impl Node {
             root_multicast: HashMap::new(),
             last_network_tick: now,
             local_addresses: Vec::new(),
+            bonds: HashMap::new(),
+            socket_ifnames: HashMap::new(),
+            bond_announced: HashMap::new(),
+            path_ifnames: HashMap::new(),
         };
         node.add_root_peers(now);
         node.update_online(now);
@@ -405,6 +418,9 @@ impl Node {
         if let Some(due) = self.pending_probes.iter().map(|p| p.0).min() {
             t = t.min(due);
         }
+        if let Some(due) = self.bonds_poll_timeout() {
+            t = t.min(due);
+        }
         t
     }
 
@@ -438,7 +454,9 @@ impl Node {
         if now - self.last_ping_check >= PING_CHECK_MS {
             self.last_ping_check = now;
             self.ping_check(now);
+            self.sync_bonds(now);
         }
+        self.bonds_timeout(now);
         if now - self.last_housekeeping >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
             self.housekeeping(now);

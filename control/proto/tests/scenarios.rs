@@ -314,3 +314,72 @@ fn trusted_paths_carry_direct_traffic_as_cipher_two() {
         }
     }
 }
+
+/// Leaves with a bonding policy keep a bond per leaf peer (never for the root), carry traffic
+/// over it once the direct path is learned, and publish the bond to the data plane.
+/// spec: vl1.md §9.1, §9.2
+#[test]
+fn bonded_leaves_talk_over_their_bond() {
+    let ids = ids();
+    let w = planet(&[(&ids[0], ROOT.parse().unwrap())]);
+    let mut s = Sim::new(11);
+    let bonding = weft_proto::bond::BondingConfig::from_local_conf(&serde_json::json!({
+        "settings": {"defaultBondingPolicy": "active-backup"}
+    }))
+    .unwrap();
+    let root = s.add_node(ids[0].clone(), NodeConfig::new(w.clone()), ROOT, None);
+    let mut cfg = NodeConfig::new(w);
+    cfg.bonding = Some(bonding);
+    let a = s.add_node(ids[1].clone(), cfg.clone(), "198.18.0.2:9993", None);
+    let b = s.add_node(ids[2].clone(), cfg, "198.18.0.3:9993", None);
+    s.run_for(STARTUP_MS);
+    assert!(online(&s, a) && online(&s, b));
+    s.send_user_message(a, b, 0x1_0000, b"first");
+    s.run_for(12_000);
+    assert!(s.direct(a, b) && s.direct(b, a));
+    let (ra, rb) = (s.nodes[root].node.address(), s.nodes[b].node.address());
+    assert!(
+        s.nodes[a].node.bond_info(ra, s.now).is_none(),
+        "roots are never bonded"
+    );
+    let info = s.nodes[a]
+        .node
+        .bond_info(rb, s.now)
+        .expect("a bond for the leaf");
+    assert_eq!(info.policy_name, "active-backup");
+    assert_eq!((info.total_links, info.alive_links), (1, 1), "{info:?}");
+    assert!(
+        info.paths[0].eligible && info.paths[0].preferred,
+        "{info:?}"
+    );
+    let relayed = s.nodes[root].node.stats().relayed;
+    for n in 0..5u8 {
+        s.send_user_message(a, b, 0x1_0000, &[n]);
+    }
+    s.run_for(1_000);
+    assert_eq!(s.user_messages(b).len(), 6, "each message delivered once");
+    assert_eq!(s.nodes[root].node.stats().relayed, relayed, "over the bond");
+    let info = s.nodes[a].node.bond_info(rb, s.now).unwrap();
+    assert!(info.paths[0].packets >= 5, "{info:?}");
+    // Link names: the driver tells which interface a remote is reached by.
+    let now = s.now;
+    s.nodes[a]
+        .node
+        .set_path_interface(now, "198.18.0.3".parse().unwrap(), "eth7");
+    let info = s.nodes[a].node.bond_info(rb, s.now).unwrap();
+    assert_eq!(info.paths[0].link, "eth7");
+    assert_eq!(
+        s.nodes[a].node.bonded_remotes(),
+        vec!["198.18.0.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // The data plane gets the bond's decision.
+    let t = s.nodes[a].node.data_plane_tables(s.now);
+    let entry = t.peers[&rb].bond.clone().expect("bond entry");
+    assert_eq!(entry.kind, weft_engine::BondKind::ActiveBackup);
+    assert_eq!(entry.paths.len(), 1);
+    assert!(t.peers[&ra].bond.is_none());
+    // Quiet for a while: the bond's probes keep the path eligible.
+    s.run_for(60_000);
+    let info = s.nodes[a].node.bond_info(rb, s.now).unwrap();
+    assert_eq!(info.alive_links, 1, "{info:?}");
+}

@@ -16,7 +16,10 @@ use weft_wire::inet::TrustedPath;
 use weft_wire::netconf::NetworkConfig;
 use weft_wire::{Address, CipherSuite, InetAddress, NetworkId, PeerKey};
 
-use crate::{Activity, EngineStats, MemberEntry, NetworkEntry, PathEntry, PeerEntry, Tables};
+use crate::{
+    Activity, BondEntry, BondKind, EngineStats, MemberEntry, NetworkEntry, PathEntry, PeerEntry,
+    Tables,
+};
 
 /// Version of this message set; both sides check it in the first message.
 pub const BOUNDARY_VERSION: u8 = 2;
@@ -290,6 +293,21 @@ fn encode_tables(t: &Tables, out: &mut Vec<u8>) {
         for path in &p.paths {
             put_path(out, path);
         }
+        match &p.bond {
+            Some(bond) => {
+                out.push(bond.kind.code());
+                out.extend_from_slice(&bond.packets_per_link.to_be_bytes());
+                put_count(out, bond.paths.len());
+                for path in &bond.paths {
+                    put_path(out, path);
+                }
+                put_count(out, bond.weights.len());
+                for w in &bond.weights {
+                    out.extend_from_slice(&w.to_be_bytes());
+                }
+            }
+            None => out.push(0),
+        }
     }
     put_count(out, t.networks.len());
     let mut nets: Vec<_> = t.networks.iter().collect();
@@ -348,6 +366,23 @@ fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
             _ => return Err(BoundaryError::Invalid("path flag")),
         };
         let paths = (0..count(r)?).map(|_| path(r)).collect::<Result<_, _>>()?;
+        let bond = match r.u8()? {
+            0 => None,
+            c => {
+                let kind = BondKind::from_code(c).ok_or(BoundaryError::Invalid("bond kind"))?;
+                let packets_per_link = r.u32()?;
+                let paths = (0..count(r)?).map(|_| path(r)).collect::<Result<_, _>>()?;
+                let weights = (0..count(r)?)
+                    .map(|_| r.take(2).map(|b| u16::from_be_bytes([b[0], b[1]])))
+                    .collect::<Result<_, _>>()?;
+                Some(BondEntry {
+                    kind,
+                    paths,
+                    weights,
+                    packets_per_link,
+                })
+            }
+        };
         peers.insert(
             a,
             PeerEntry {
@@ -355,6 +390,7 @@ fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
                 cipher,
                 preferred,
                 paths,
+                bond,
             },
         );
     }
@@ -703,6 +739,21 @@ mod tests {
                         addr: a("192.0.2.7:41000"),
                     },
                 ],
+                bond: Some(BondEntry {
+                    kind: BondKind::BalanceAware,
+                    paths: vec![
+                        PathEntry {
+                            local: 0,
+                            addr: a("192.0.2.7:41000"),
+                        },
+                        PathEntry {
+                            local: 1,
+                            addr: a("[2001:db8::1]:9993"),
+                        },
+                    ],
+                    weights: vec![40000, 25535],
+                    packets_per_link: 64,
+                }),
             },
         );
         t.peers.insert(
@@ -712,6 +763,7 @@ mod tests {
                 cipher: CipherSuite::Poly1305Salsa2012,
                 preferred: None,
                 paths: Vec::new(),
+                bond: None,
             },
         );
         let b = ToDataPlane::Tables(t.clone()).encode();
@@ -728,6 +780,7 @@ mod tests {
             assert_eq!(q.cipher, p.cipher);
             assert_eq!(q.preferred, p.preferred);
             assert_eq!(q.paths, p.paths);
+            assert_eq!(q.bond, p.bond);
         }
         assert_eq!(
             (back.trusted_paths, back.physical_mtu),

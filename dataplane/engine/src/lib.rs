@@ -15,7 +15,9 @@
 #[cfg(target_os = "linux")]
 pub mod io;
 
+pub mod bond;
 pub mod boundary;
+pub mod flow;
 pub mod offload;
 pub mod vl2;
 
@@ -35,6 +37,7 @@ use weft_wire::packet::{
 use weft_wire::verbs::vl2::{ExtFrame, Frame};
 use weft_wire::{Address, CipherSuite, NetworkId, PeerKey};
 
+pub use bond::{BondEntry, BondKind};
 pub use vl2::{Eth, MemberEntry, NetworkEntry};
 
 /// Packets are relayed only while their hop count is below this. spec: vl1.md §3.9
@@ -61,6 +64,9 @@ pub struct PeerEntry {
     /// Every path the control plane knows (alive or not): packets arriving on any other address
     /// go up, so the control plane learns the new path. spec: vl1.md §8.1
     pub paths: Vec<PathEntry>,
+    /// The peer's multipath bond, when bonding is in use for it: unicast frames take the
+    /// path(s) it picks instead of `preferred`. spec: vl1.md §9
+    pub bond: Option<BondEntry>,
 }
 
 /// An immutable snapshot published by the control plane.
@@ -115,6 +121,8 @@ pub enum DropReason {
     Filtered,
     /// A frame too short, empty or larger than the network's MTU.
     BadFrame,
+    /// A copy of a packet already received on another path of a bond.
+    Duplicate,
 }
 
 /// What to do with one received datagram.
@@ -252,6 +260,10 @@ pub struct Engine {
     paths_seen: HashSet<(Address, PathEntry)>,
     received: HashSet<(NetworkId, Address)>,
     sent: HashSet<(NetworkId, Address)>,
+    /// Bonded peers: balance-rr positions and recently received packet ids.
+    rr: HashMap<Address, bond::RrState>,
+    recent: HashMap<Address, bond::RecentIds>,
+    chosen: Vec<usize>,
 }
 
 impl Default for Engine {
@@ -273,6 +285,9 @@ impl Engine {
             paths_seen: HashSet::new(),
             received: HashSet::new(),
             sent: HashSet::new(),
+            rr: HashMap::new(),
+            recent: HashMap::new(),
+            chosen: Vec::new(),
         }
     }
 
@@ -427,7 +442,7 @@ impl Engine {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.extend_from_slice(pkt);
-        let v = self.frame_in_plain(t, from, source, &peer.key, path, &mut buf);
+        let v = self.frame_in_plain(t, from, source, peer, path, &mut buf);
         self.scratch = buf;
         v
     }
@@ -437,10 +452,11 @@ impl Engine {
         t: &Tables,
         from: SocketAddr,
         source: Address,
-        key: &PeerKey,
+        peer: &PeerEntry,
         path: &PathEntry,
         buf: &mut [u8],
     ) -> Option<Verdict> {
+        let (key, bonded) = (&*peer.key, peer.bond.is_some());
         // spec: vl1.md §3.2–§3.5
         match armor::dearmor(buf, key) {
             Ok(CipherSuite::Poly1305None) => return None,
@@ -456,6 +472,15 @@ impl Engine {
         if p.is_compressed() {
             return None;
         }
+        if bonded && matches!(p.verb(), Verb::FRAME | Verb::EXT_FRAME) {
+            // spec: vl1.md §9.1 — broadcast copies carry one packet id
+            self.paths_seen.insert((source, path.clone()));
+            let id = u64::from_be_bytes(buf[..8].try_into().ok()?);
+            if self.recent.entry(source).or_default().check_and_insert(id) {
+                return Some(Verdict::Drop(DropReason::Duplicate));
+            }
+        }
+        let p = Packet::new_checked(&*buf).ok()?;
         let me = t.own;
         let (nwid, eth) = match p.verb() {
             Verb::FRAME => {
@@ -567,14 +592,57 @@ impl Engine {
         let Some(peer) = t.peers.get(&dest) else {
             return TapVerdict::Up;
         };
-        let Some(path) = &peer.preferred else {
+        // spec: vl1.md §9.1 — a bonded peer's frames take the path(s) its bond picks
+        let mut chosen = std::mem::take(&mut self.chosen);
+        chosen.clear();
+        let paths: &[PathEntry] = match &peer.bond {
+            Some(b) if !b.paths.is_empty() => {
+                let flow = flow::five_tuple(eth.ethertype, eth.payload);
+                let rr = self.rr.entry(dest).or_default();
+                bond::choose(b, rr, flow.as_ref(), &mut chosen);
+                &b.paths
+            }
+            _ => match &peer.preferred {
+                Some(p) => {
+                    chosen.push(0);
+                    std::slice::from_ref(p)
+                }
+                None => {
+                    self.chosen = chosen;
+                    return TapVerdict::Up;
+                }
+            },
+        };
+        let v = self.tap_send(t, nwid, dest, peer, member, net, &eth, paths, &chosen, out);
+        self.chosen = chosen;
+        v
+    }
+
+    /// The rest of [`Engine::process_tap`] for one frame: rules, FRAME, armor once, the
+    /// datagrams on each chosen path (broadcast copies share the packet id).
+    #[allow(clippy::too_many_arguments)]
+    fn tap_send(
+        &mut self,
+        t: &Tables,
+        nwid: NetworkId,
+        dest: Address,
+        peer: &PeerEntry,
+        member: &MemberEntry,
+        net: &NetworkEntry,
+        eth: &Eth<'_>,
+        paths: &[PathEntry],
+        chosen: &[usize],
+        out: &mut Vec<Datagram>,
+    ) -> TapVerdict {
+        let me = t.own;
+        let Some(path) = chosen.first().and_then(|&i| paths.get(i)) else {
             return TapVerdict::Up;
         };
         if eth.payload.len() > net.config.mtu as usize {
             return TapVerdict::Drop(DropReason::BadFrame);
         }
         let random = self.random();
-        match vl2::evaluate(vl2::On { me, nwid, net }, dest, member, &eth, false, random) {
+        match vl2::evaluate(vl2::On { me, nwid, net }, dest, member, eth, false, random) {
             vl2::RulesOutcome::Up => return TapVerdict::Up,
             vl2::RulesOutcome::Drop => return TapVerdict::Drop(DropReason::Filtered),
             vl2::RulesOutcome::Pass => {}
@@ -606,18 +674,20 @@ impl Engine {
         let Ok(f) = Fragmenter::new(&p, mtu) else {
             return TapVerdict::Drop(DropReason::BadFrame);
         };
-        out.push(Datagram {
-            local: path.local,
-            to: path.addr,
-            data: f.head().to_vec(),
-        });
-        for n in 1..f.total() {
-            if let Some(frag) = f.fragment(n) {
-                out.push(Datagram {
-                    local: path.local,
-                    to: path.addr,
-                    data: frag,
-                });
+        for path in chosen.iter().filter_map(|&i| paths.get(i)) {
+            out.push(Datagram {
+                local: path.local,
+                to: path.addr,
+                data: f.head().to_vec(),
+            });
+            for n in 1..f.total() {
+                if let Some(frag) = f.fragment(n) {
+                    out.push(Datagram {
+                        local: path.local,
+                        to: path.addr,
+                        data: frag,
+                    });
+                }
             }
         }
         self.sent.insert((nwid, dest));
@@ -646,6 +716,7 @@ mod tests {
                     addr: "10.0.0.2:9993".parse().unwrap(),
                 }),
                 paths: Vec::new(),
+                bond: None,
             },
         );
         peers.insert(
@@ -655,6 +726,7 @@ mod tests {
                 cipher: CipherSuite::AesGmacSiv,
                 preferred: None,
                 paths: Vec::new(),
+                bond: None,
             },
         );
         Tables {

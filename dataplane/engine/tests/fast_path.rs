@@ -65,6 +65,7 @@ fn tables(
             cipher: suite,
             preferred: Some(path.clone()),
             paths: vec![path],
+            bond: None,
         },
     );
     let mut config = NetworkConfig::new(NWID, me);

@@ -30,6 +30,10 @@ pub(crate) enum ApiRequest {
     Peers(Option<Address>, oneshot::Sender<Value>),
     /// Send a USER_MESSAGE to the peer.
     Ping(Address, oneshot::Sender<Value>),
+    /// `GET /bond/show/<address>` (`Value::Null`: no bond).
+    BondShow(Address, oneshot::Sender<Value>),
+    /// `POST /bond/rotate/<address>` (false: no active-backup bond or nothing to rotate to).
+    BondRotate(Address, oneshot::Sender<Value>),
     /// `/moon` (all) or `/moon/<id>` (one; `Value::Null` if not orbited).
     Moons(Option<u64>, oneshot::Sender<Value>),
     /// `POST /moon/<id>` with a seed (0 = none).
@@ -148,6 +152,8 @@ enum ApiError {
     BadNetworkId,
     NotFound(&'static str),
     Unavailable,
+    /// 400 with `{}`: no bond for that peer (bonding not in use). spec: service.md §4.1
+    NoBond,
 }
 
 impl IntoResponse for ApiError {
@@ -169,6 +175,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service is shutting down"),
+            ApiError::NoBond => return (StatusCode::BAD_REQUEST, Json(json!({}))).into_response(),
         };
         (code, Json(json!({ "error": message }))).into_response()
     }
@@ -223,6 +230,23 @@ async fn peer(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiResult {
     match ask(&ctx, |tx| ApiRequest::Peers(Some(a), tx)).await? {
         Value::Null => Err(ApiError::NotFound("peer not known")),
         v => Ok(Json(v)),
+    }
+}
+
+async fn bond_show(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiResult {
+    let a = parse_address(&addr)?;
+    match ask(&ctx, |tx| ApiRequest::BondShow(a, tx)).await? {
+        Value::Null => Err(ApiError::NoBond),
+        v => Ok(Json(v)),
+    }
+}
+
+async fn bond_rotate(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiResult {
+    let a = parse_address(&addr)?;
+    if ask(&ctx, |tx| ApiRequest::BondRotate(a, tx)).await? == Value::Bool(true) {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError::NoBond)
     }
 }
 
@@ -594,6 +618,8 @@ pub(crate) fn router(
         .route("/status", get(status))
         .route("/peer", get(peers))
         .route("/peer/{addr}", get(peer))
+        .route("/bond/show/{addr}", get(bond_show))
+        .route("/bond/rotate/{addr}", post(bond_rotate))
         .route("/unstable/ping/{addr}", post(ping))
         .route("/moon", get(moons))
         .route("/moon/{id}", get(moon).post(orbit).delete(deorbit))
@@ -712,6 +738,14 @@ mod tests {
                     ApiRequest::Peers(Some(a), tx) => {
                         seen.push(format!("peer {a}"));
                         let _ = tx.send(Value::Null);
+                    }
+                    ApiRequest::BondShow(a, tx) => {
+                        seen.push(format!("bond {a}"));
+                        let _ = tx.send(Value::Null);
+                    }
+                    ApiRequest::BondRotate(a, tx) => {
+                        seen.push(format!("rotate {a}"));
+                        let _ = tx.send(Value::Bool(false));
                     }
                     ApiRequest::Ping(a, tx) => {
                         seen.push(format!("ping {a}"));
@@ -846,6 +880,11 @@ mod tests {
             call(&app, "GET", "/peer/0123456789?auth=tok", None).await.0,
             StatusCode::NOT_FOUND
         );
+        // No bond: 400 with an empty object. spec: service.md §4.1
+        let (code, v) = call(&app, "GET", "/bond/show/0123456789?auth=tok", None).await;
+        assert_eq!((code, v), (StatusCode::BAD_REQUEST, json!({})));
+        let (code, v) = call(&app, "POST", "/bond/rotate/0123456789?auth=tok", None).await;
+        assert_eq!((code, v), (StatusCode::BAD_REQUEST, json!({})));
         let (code, v) = call(&app, "GET", "/peer/xyz?auth=tok", None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(v["error"].as_str().unwrap().contains("address"));
@@ -902,6 +941,8 @@ mod tests {
                 "status",
                 "peers",
                 "peer 0123456789",
+                "bond 0123456789",
+                "rotate 0123456789",
                 "ping 0123456789",
                 "moons None",
                 "moons Some(673176338584)",

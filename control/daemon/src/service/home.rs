@@ -43,6 +43,9 @@ pub(crate) struct LocalConf {
     pub(crate) dataplane_backend: String,
     /// `settings.dataplane.workers` (weft): data-plane worker threads; 0: half the CPUs (1..8).
     pub(crate) dataplane_workers: u16,
+    /// The bonding keys (`defaultBondingPolicy`, `policies`, `peerSpecificBonds`).
+    /// spec: vl1.md §9.1, service.md §3.1
+    pub(crate) bonding: weft_proto::bond::BondingConfig,
 }
 
 /// ZeroTier's public TCP relay, the default of `settings.tcpFallbackRelay`. spec: vl1.md §8.13
@@ -60,6 +63,7 @@ impl Default for LocalConf {
             force_tcp_relay: false,
             tcp_fallback_relay: std::net::SocketAddr::from(DEFAULT_TCP_RELAY),
             allow_management_from: Vec::new(),
+            bonding: Default::default(),
             port_mapping: true,
             tertiary_port: 0,
             port_mapping_protocols: vec!["pcp".into(), "natpmp".into(), "upnp".into()],
@@ -435,7 +439,12 @@ impl Home {
                 allow_management_from.push(net);
             }
         }
+        let bonding = weft_proto::bond::BondingConfig::from_local_conf(&raw)
+            .map_err(|e| anyhow::anyhow!("local.conf: {e}"))?;
+        // Bonding disables the TCP fallback relay. spec: vl1.md §9.1, service.md §3.1
+        let allow_tcp_fallback = allow_tcp_fallback && !bonding.in_use();
         Ok(LocalConf {
+            bonding,
             raw,
             primary_port,
             bind,
@@ -651,5 +660,23 @@ mod tests {
         assert!(
             format!("{:#}", h.local_conf().unwrap_err()).contains("settings.dataplane.workers")
         );
+        // Bonding: a bad policy name refuses to start and names the key; a good one turns
+        // the TCP fallback off.
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"defaultBondingPolicy":"fastest"}}"#,
+        )
+        .unwrap();
+        assert!(
+            format!("{:#}", h.local_conf().unwrap_err()).contains("settings.defaultBondingPolicy")
+        );
+        fs::write(
+            h.path("local.conf"),
+            r#"{"settings":{"defaultBondingPolicy":"active-backup"}}"#,
+        )
+        .unwrap();
+        let c = h.local_conf().unwrap();
+        assert!(c.bonding.in_use());
+        assert!(!c.allow_tcp_fallback);
     }
 }

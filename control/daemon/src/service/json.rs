@@ -6,6 +6,42 @@ use weft_proto::{Node, PeerInfo, PeerRole, Timestamp};
 use weft_wire::inet::IpPort;
 
 /// One peer object.
+/// A peer object with its bond: `isBonded`, the bond's fields, and per path the bond's view of
+/// it (merged into the matching path; all of them also under `bondPaths`). spec: service.md §4.5
+pub(crate) fn bonded_peer(mut v: Value, bond: Option<&weft_proto::bond::BondInfo>) -> Value {
+    let Some(bond) = bond else {
+        return v;
+    };
+    let b = bond.to_json();
+    v["isBonded"] = Value::Bool(true);
+    if let (Some(obj), Some(bobj)) = (v.as_object_mut(), b.as_object()) {
+        for (k, x) in bobj {
+            if k != "paths" {
+                obj.insert(k.clone(), x.clone());
+            }
+        }
+        obj.insert("bondPaths".into(), b["paths"].clone());
+    }
+    if let Some(paths) = v["paths"].as_array_mut() {
+        for p in paths {
+            let Some(bp) = b["paths"].as_array().and_then(|bp| {
+                bp.iter()
+                    .find(|x| x["address"] == p["address"] && x["localSocket"] == p["localSocket"])
+            }) else {
+                continue;
+            };
+            if let (Some(po), Some(bo)) = (p.as_object_mut(), bp.as_object()) {
+                for (k, x) in bo {
+                    if !po.contains_key(k) {
+                        po.insert(k.clone(), x.clone());
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 pub(crate) fn peer(p: &PeerInfo, tunneled: bool) -> Value {
     let (maj, min, rev) = p.version.map_or((-1, -1, -1), |(_, a, b, c)| {
         (i64::from(a), i64::from(b), i64::from(c))

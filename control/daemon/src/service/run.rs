@@ -383,7 +383,12 @@ impl Service {
             self.node
                 .peers(now)
                 .iter()
-                .map(|p| json::peer(p, tunneled))
+                .map(|p| {
+                    json::bonded_peer(
+                        json::peer(p, tunneled),
+                        self.node.bond_info(p.address, now).as_ref(),
+                    )
+                })
                 .collect(),
         )
     }
@@ -438,11 +443,24 @@ impl Service {
                 let _ = tx.send(self.peers_value(now));
             }
             ApiRequest::Peers(Some(a), tx) => {
-                let _ = tx.send(
-                    self.node
-                        .peer(a, now)
-                        .map_or(Value::Null, |p| json::peer(&p, self.fallback.active())),
-                );
+                let _ = tx.send(self.node.peer(a, now).map_or(Value::Null, |p| {
+                    json::bonded_peer(
+                        json::peer(&p, self.fallback.active()),
+                        self.node.bond_info(a, now).as_ref(),
+                    )
+                }));
+            }
+            ApiRequest::BondShow(a, tx) => {
+                let v = match (self.node.peer(a, now), self.node.bond_info(a, now)) {
+                    (Some(p), Some(b)) => {
+                        json::bonded_peer(json::peer(&p, self.fallback.active()), Some(&b))
+                    }
+                    _ => Value::Null,
+                };
+                let _ = tx.send(v);
+            }
+            ApiRequest::BondRotate(a, tx) => {
+                let _ = tx.send(Value::Bool(self.node.bond_rotate(a, now)));
             }
             ApiRequest::Moons(None, tx) => {
                 let mut v: Vec<Value> = self
@@ -561,6 +579,47 @@ impl Service {
         self.node.set_local_addresses(v);
     }
 
+    /// Bond link names for paths on wildcard sockets: the interface holding the source address
+    /// the kernel picks towards each bonded remote (a connected UDP socket sends nothing).
+    /// spec: vl1.md §9.1, service.md §3.3 (`links` are keyed by interface name)
+    fn resolve_bond_links(&mut self) {
+        let remotes = self.node.bonded_remotes();
+        if remotes.is_empty() {
+            return;
+        }
+        let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
+            return;
+        };
+        let ifs: Vec<(String, IpAddr)> = ifs
+            .filter_map(|i| {
+                let a = i.address?;
+                let ip = a
+                    .as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
+                Some((i.interface_name, ip))
+            })
+            .collect();
+        let now = now_ms();
+        for remote in remotes {
+            let unspecified: IpAddr = if remote.is_ipv4() {
+                Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                Ipv6Addr::UNSPECIFIED.into()
+            };
+            let Ok(s) = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0)) else {
+                continue;
+            };
+            if s.connect(SocketAddr::new(remote, 9)).is_err() {
+                continue;
+            }
+            let Ok(local) = s.local_addr() else { continue };
+            if let Some((name, _)) = ifs.iter().find(|(_, ip)| *ip == local.ip()) {
+                self.node.set_path_interface(now, remote, name);
+            }
+        }
+    }
+
     /// Every 5 s: the host's multicast subscriptions per port; every 30 s also routes.
     /// spec: vl2.md §3.2, service.md §8.2
     async fn port_scan(&mut self, routes: bool) {
@@ -650,6 +709,12 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
     config.controller = true;
     config.moons = home.moons();
     config.trusted_paths = conf.trusted_paths.clone();
+    if conf.bonding.in_use() {
+        config.bonding = Some(conf.bonding.clone());
+    }
+    for w in &conf.bonding.warnings {
+        eprintln!("weft: local.conf: {w}");
+    }
     if let Some(m) = conf.mtu {
         config.physical_mtu = m;
     }
@@ -741,6 +806,25 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
             api_addrs,
             node.planet().id
         );
+        // Bond link names: the interface each socket's bound address is on (sockets bound to
+        // the wildcard have none). spec: vl1.md §9.1, service.md §3.3 (`links`)
+        if let Ok(ifs) = nix::ifaddrs::getifaddrs() {
+            let ifs: Vec<(String, IpAddr)> = ifs
+                .filter_map(|i| {
+                    let a = i.address?;
+                    let ip = a
+                        .as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
+                    Some((i.interface_name, ip))
+                })
+                .collect();
+            for (i, a) in dp.local_addrs().iter().enumerate() {
+                if let Some((name, _)) = ifs.iter().find(|(_, ip)| *ip == a.ip()) {
+                    node.set_socket_interface(weft_proto::LocalSocket(i as u32), name);
+                }
+            }
+        }
         let (tunnel_tx, mut tunnel_rx) = tokio::sync::mpsc::channel(256);
         let fallback = TcpFallback::new(
             FallbackConfig {
@@ -821,6 +905,7 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
                     if let Some(a) = svc.dp.take_activity() {
                         svc.node.note_activity(now_ms(), &a);
                     }
+                    svc.resolve_bond_links();
                     // Paths age, so the preferred ones change without events: republish.
                     svc.publish_tables().await;
                     svc.write_status();

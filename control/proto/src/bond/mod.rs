@@ -386,6 +386,29 @@ impl Bond {
         self.paths.iter().position(|p| p.key == *key)
     }
 
+    /// What the data plane's fast path needs: the eligible paths in the order the policy uses
+    /// them (active-backup: the active path first) and each one's share of the traffic
+    /// (balance-aware: its allocation; others: equal). Empty when no path is eligible.
+    pub fn eligible_set(&self) -> Vec<(PathKey, f64)> {
+        let n = self.set.len().max(1) as f64;
+        self.set
+            .iter()
+            .map(|&i| {
+                let share = if self.policy.base == BasePolicy::BalanceAware {
+                    self.paths[i].alloc
+                } else {
+                    1.0 / n
+                };
+                (self.paths[i].key, share)
+            })
+            .collect()
+    }
+
+    /// The paths of the bond, in the order they were added.
+    pub fn path_keys(&self) -> impl Iterator<Item = PathKey> + '_ {
+        self.paths.iter().map(|p| p.key)
+    }
+
     /// Notes an authenticated packet received on a path (any verb; `packet_id` is the on-wire
     /// ID). Unknown paths are ignored: the caller adds paths first.
     pub fn on_received(&mut self, now: Timestamp, path: &PathKey, packet_id: u64, verb: Verb) {

@@ -6,11 +6,48 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use weft_engine::{Activity, MemberEntry, NetworkEntry, PathEntry, PeerEntry, Tables};
+use weft_engine::{
+    Activity, BondEntry, BondKind, MemberEntry, NetworkEntry, PathEntry, PeerEntry, Tables,
+};
 use weft_wire::{Address, NetworkId};
 
 use super::Node;
+use crate::bond::{BasePolicy, Bond, PathKey};
 use crate::{LocalSocket, Timestamp};
+
+/// The data plane's view of a bond: its policy, eligible paths in order and their shares.
+/// `None` for the `none` policy. spec: vl1.md §9.1
+fn bond_entry(bond: &Bond) -> Option<BondEntry> {
+    let kind = match bond.policy().base {
+        BasePolicy::ActiveBackup => BondKind::ActiveBackup,
+        BasePolicy::Broadcast => BondKind::Broadcast,
+        BasePolicy::BalanceRr => BondKind::BalanceRr,
+        BasePolicy::BalanceXor => BondKind::BalanceXor,
+        BasePolicy::BalanceAware => BondKind::BalanceAware,
+        BasePolicy::None => return None,
+    };
+    let set = bond.eligible_set();
+    let total: f64 = set.iter().map(|(_, s)| s.max(0.0)).sum();
+    let weights = if kind == BondKind::BalanceAware && total > 0.0 {
+        set.iter()
+            .map(|(_, s)| ((s.max(0.0) / total) * 65535.0).round().clamp(1.0, 65535.0) as u16)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(BondEntry {
+        kind,
+        paths: set
+            .iter()
+            .map(|(k, _)| PathEntry {
+                local: k.local.0,
+                addr: k.remote,
+            })
+            .collect(),
+        weights,
+        packets_per_link: bond.policy().packets_per_link,
+    })
+}
 
 impl Node {
     /// The tables the data plane works from: our address, whether we relay, per peer its
@@ -42,6 +79,7 @@ impl Node {
                         cipher: p.cipher(),
                         preferred,
                         paths,
+                        bond: self.bond_of(*a).and_then(bond_entry),
                     },
                 )
             })
@@ -117,6 +155,13 @@ impl Node {
                 {
                     x.last_receive = now;
                 }
+            }
+            if let Some(b) = self.bonds.get_mut(peer) {
+                let key = PathKey {
+                    local: LocalSocket(path.local),
+                    remote: path.addr,
+                };
+                b.on_received(now, &key, 0, weft_wire::Verb::FRAME);
             }
         }
         for (nwid, m) in &activity.received {

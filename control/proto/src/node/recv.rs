@@ -177,7 +177,22 @@ impl Node {
             }
         }
         let wire_id = u64::from_be_bytes(pkt[..8].try_into().unwrap_or_default());
-        if self.dedup.check_and_insert(source, wire_id, from) {
+        // Bonded peers: every path's copy shows the path is alive, and a broadcast bond's
+        // copies of one packet are processed once. spec: vl1.md §9.1, §9.2
+        let mut dedup_from = from;
+        if self.bonds.contains_key(&source)
+            && let Ok(h) = Packet::new_checked(&pkt[..])
+        {
+            dedup_from = super::bond::BOND_DEDUP_FROM;
+            if h.hops() == 0 {
+                let key = crate::bond::PathKey {
+                    local,
+                    remote: from,
+                };
+                self.bond_received(now, source, key, wire_id, h.verb());
+            }
+        }
+        if self.dedup.check_and_insert(source, wire_id, dedup_from) {
             self.stats.duplicates += 1;
             return;
         }
@@ -442,7 +457,14 @@ impl Node {
                 let id = p.id();
                 self.handle_vl2(now, local, from, source, hops, id, verb, payload, &pkt);
             }
-            // NOP, multipath verbs and unknown verbs are accepted as authenticated traffic and
+            Verb::QOS_MEASUREMENT if hops == 0 => {
+                let key = crate::bond::PathKey {
+                    local,
+                    remote: from,
+                };
+                self.bond_qos(now, source, key, payload);
+            }
+            // NOP, other multipath verbs and unknown verbs are accepted as authenticated traffic and
             // otherwise ignored here.
             _ => {}
         }
@@ -799,6 +821,16 @@ impl Node {
             peer.learn_path(PeerPath::new(local, from, now), now);
             self.events
                 .push_back(Event::PathsChanged { address: source });
+            if self.config.bonding.is_some() {
+                self.sync_bond(now, source);
+                let key = crate::bond::PathKey {
+                    local,
+                    remote: from,
+                };
+                if let Some(b) = self.bonds.get_mut(&source) {
+                    b.on_received(now, &key, 0, verb);
+                }
+            }
         } else {
             let g = self.path_gates.entry((local, from)).or_default();
             g.last_used = now;

@@ -167,6 +167,9 @@ impl Node {
             self.whois(now, dest);
             return;
         }
+        if self.send_bonded(now, dest, verb, payload) {
+            return;
+        }
         let route = self.route(now, dest);
         let Some((local, to, via)) = route else {
             if now - since < super::QUEUE_TIMEOUT_MS {

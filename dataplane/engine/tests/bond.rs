@@ -1,0 +1,222 @@
+//! Multipath bonding on the fast path: for each policy, which path(s) the engine sends a frame
+//! on, and broadcast copies written to the TAP once. spec: vl1.md §9.1
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weft_engine::{
+    BondEntry, BondKind, Datagram, DropReason, Engine, MemberEntry, NetworkEntry, PathEntry,
+    PeerEntry, Tables, TapVerdict, Verdict,
+};
+use weft_wire::mac::Mac;
+use weft_wire::netconf::NetworkConfig;
+use weft_wire::packet::CipherSuite;
+use weft_wire::rules::{Rule, RuleKind};
+use weft_wire::{Address, NetworkId, PeerKey};
+
+const NWID: NetworkId = NetworkId(0x8056_c2e2_1c00_0002);
+const A_PATHS: [&str; 2] = ["10.61.1.1:9993", "10.61.2.1:9993"];
+const B_PATHS: [&str; 2] = ["10.61.1.2:9993", "10.61.2.2:9993"];
+
+fn addr(v: u64) -> Address {
+    Address::new(v).unwrap()
+}
+fn a() -> Address {
+    addr(0x11_2233_4455)
+}
+fn b() -> Address {
+    addr(0x66_7788_99aa)
+}
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+fn paths(addrs: [&str; 2]) -> Vec<PathEntry> {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PathEntry {
+            local: i as u32,
+            addr: sa(s),
+        })
+        .collect()
+}
+
+/// `me`'s tables with `peer` reachable on two paths, bonded with `bond`.
+fn tables(me: Address, peer: Address, peer_paths: [&str; 2], bond: Option<BondEntry>) -> Tables {
+    let p = paths(peer_paths);
+    let mut peers = HashMap::new();
+    peers.insert(
+        peer,
+        PeerEntry {
+            key: Arc::new(PeerKey::from_bytes(&[0x5a; 48])),
+            cipher: CipherSuite::AesGmacSiv,
+            preferred: Some(p[0].clone()),
+            paths: p,
+            bond,
+        },
+    );
+    let mut config = NetworkConfig::new(NWID, me);
+    config.rules = vec![Rule {
+        kind: RuleKind::Accept,
+        not: false,
+        or: false,
+    }];
+    let mut members = HashMap::new();
+    members.insert(
+        peer,
+        MemberEntry {
+            pushed: true,
+            ..Default::default()
+        },
+    );
+    let mut networks = HashMap::new();
+    networks.insert(
+        NWID,
+        NetworkEntry {
+            config: Arc::new(config),
+            members,
+        },
+    );
+    Tables {
+        own: me,
+        relay: false,
+        peers,
+        networks,
+        trusted_paths: Vec::new(),
+        physical_mtu: 0,
+    }
+}
+
+fn bond(kind: BondKind, peer_paths: [&str; 2]) -> BondEntry {
+    BondEntry {
+        kind,
+        paths: paths(peer_paths),
+        weights: Vec::new(),
+        packets_per_link: 4,
+    }
+}
+
+/// A TCP/IPv4 frame from A to B with the given ports.
+fn tcp_frame(sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&Mac::for_member(b(), NWID).0);
+    f.extend_from_slice(&Mac::for_member(a(), NWID).0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0];
+    ip.extend_from_slice(&[10, 147, 17, 1, 10, 147, 17, 2]);
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.resize(40, 0);
+    f.extend_from_slice(&ip);
+    f
+}
+
+fn send(e: &mut Engine, t: &Tables, f: &[u8]) -> Vec<Datagram> {
+    let mut out = Vec::new();
+    assert_eq!(e.process_tap(t, NWID, f, &mut out), TapVerdict::Sent);
+    out
+}
+
+fn dest_index(d: &Datagram) -> usize {
+    B_PATHS.iter().position(|p| sa(p) == d.to).unwrap()
+}
+
+#[test]
+fn active_backup_uses_the_first_eligible_path() {
+    let mut e = Engine::new(1);
+    let mut b0 = bond(BondKind::ActiveBackup, B_PATHS);
+    b0.paths.reverse(); // the active path is the second link
+    let t = tables(a(), b(), B_PATHS, Some(b0));
+    for port in 0..20 {
+        let out = send(&mut e, &t, &tcp_frame(40000 + port, 80));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].to, out[0].local), (sa(B_PATHS[1]), 1));
+    }
+}
+
+#[test]
+fn no_eligible_path_falls_back_to_preferred() {
+    let mut e = Engine::new(1);
+    let mut b0 = bond(BondKind::BalanceRr, B_PATHS);
+    b0.paths.clear();
+    let t = tables(a(), b(), B_PATHS, Some(b0));
+    let out = send(&mut e, &t, &tcp_frame(1, 2));
+    assert_eq!(out[0].to, sa(B_PATHS[0]));
+}
+
+#[test]
+fn balance_rr_rotates_every_packets_per_link_frames() {
+    let mut e = Engine::new(1);
+    let t = tables(a(), b(), B_PATHS, Some(bond(BondKind::BalanceRr, B_PATHS)));
+    let seq: Vec<usize> = (0..16)
+        .map(|_| dest_index(&send(&mut e, &t, &tcp_frame(5000, 80))[0]))
+        .collect();
+    assert_eq!(seq, [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]);
+}
+
+#[test]
+fn balance_xor_keeps_a_flow_on_one_path_and_spreads_flows() {
+    for kind in [BondKind::BalanceXor, BondKind::BalanceAware] {
+        let mut e = Engine::new(1);
+        let t = tables(a(), b(), B_PATHS, Some(bond(kind, B_PATHS)));
+        let mut per_path = [0usize; 2];
+        for port in 0..200u16 {
+            let first = dest_index(&send(&mut e, &t, &tcp_frame(30000 + port, 443))[0]);
+            for _ in 0..5 {
+                let again = dest_index(&send(&mut e, &t, &tcp_frame(30000 + port, 443))[0]);
+                assert_eq!(again, first, "{kind:?}: a flow changed path");
+            }
+            per_path[first] += 1;
+        }
+        assert!(per_path.iter().all(|n| *n > 60), "{kind:?}: {per_path:?}");
+    }
+}
+
+#[test]
+fn balance_aware_follows_weights() {
+    let mut e = Engine::new(1);
+    let mut b0 = bond(BondKind::BalanceAware, B_PATHS);
+    b0.weights = vec![65535 / 5 * 4, 65535 / 5];
+    let t = tables(a(), b(), B_PATHS, Some(b0));
+    let mut per_path = [0usize; 2];
+    for port in 0..1000u16 {
+        per_path[dest_index(&send(&mut e, &t, &tcp_frame(20000 + port, 22))[0])] += 1;
+    }
+    assert!((720..880).contains(&per_path[0]), "{per_path:?}");
+}
+
+#[test]
+fn broadcast_sends_one_packet_on_every_path_and_the_receiver_writes_it_once() {
+    let mut ea = Engine::new(1);
+    let mut eb = Engine::new(2);
+    let ta = tables(a(), b(), B_PATHS, Some(bond(BondKind::Broadcast, B_PATHS)));
+    let tb = tables(b(), a(), A_PATHS, Some(bond(BondKind::Broadcast, A_PATHS)));
+    for n in 0..10u16 {
+        let f = tcp_frame(1000 + n, 80);
+        let out = send(&mut ea, &ta, &f);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].data, out[1].data, "copies share the packet id");
+        assert_ne!(out[0].to, out[1].to);
+        // Each copy arrives from A's address on the matching link.
+        let batch: Vec<(SocketAddr, &[u8])> = out
+            .iter()
+            .map(|d| (sa(A_PATHS[dest_index(d)]), &d.data[..]))
+            .collect();
+        let mut verdicts = Vec::new();
+        eb.process_rx(&tb, 0, &batch, &mut verdicts);
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::TapWrite {
+                    network_id: NWID,
+                    frame: f.clone()
+                },
+                Verdict::Drop(DropReason::Duplicate)
+            ]
+        );
+    }
+    // Both links are reported alive to the control plane.
+    let activity = eb.take_activity();
+    assert_eq!(activity.paths.len(), 2);
+}
