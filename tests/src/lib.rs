@@ -5,6 +5,7 @@
 //! in place. When they are missing, every suite fails loudly: a conformance suite that cannot see
 //! its ground truth must not pass.
 
+pub mod bondlab;
 pub mod netns;
 pub mod weftnode;
 
