@@ -39,6 +39,7 @@ pub fn local_conf(policy: &str) -> Value {
         "defaultBondingPolicy": policy,
         "policies": {
             "lab-ab": {"basePolicy": "active-backup", "failoverInterval": FAILOVER_MS},
+            "lab-aw": {"basePolicy": "balance-aware", "failoverInterval": FAILOVER_MS},
             "lab-rr": {"basePolicy": "balance-rr", "failoverInterval": FAILOVER_MS,
                        "packetsPerLink": 1},
             "lab-xor": {"basePolicy": "balance-xor", "failoverInterval": FAILOVER_MS},

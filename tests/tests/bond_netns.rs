@@ -9,7 +9,8 @@
 //! * balance-rr: both links carry packets (per-link counters of `ip -s link`);
 //! * balance-xor: one TCP flow stays on one link;
 //! * broadcast: every ping is answered once (no duplicates), both links carry it;
-//! * aggregation: both links shaped to R with tbf, 16 TCP flows over balance-rr carry ≥ 1.6 R.
+//! * aggregation: both links shaped to R with tbf, 16 TCP flows over balance-rr carry ≥ 1.6 R;
+//!   balance-aware uses both links (≥ 1.25 R; see its test for why not 1.6 R yet).
 //!
 //! spec: vl1.md §9, service.md §3.3, §4 (`/bond/show`). Needs root, iproute2, iptables and ping
 //! (`scripts/install-test-deps.sh`); fails loudly without them unless `WEFT_SKIP_NETNS=1`.
@@ -190,7 +191,21 @@ fn broadcast_answers_each_ping_once() {
 /// one link's rate together.
 #[test]
 fn balance_rr_aggregates_two_rate_limited_links() {
-    let Some(w) = world("bond_tbf", 5, "lab-rr") else {
+    aggregates_two_rate_limited_links("bond_tbf", 5, "lab-rr", 1.6);
+}
+
+/// balance-aware spreads flows over both links. It does not reach balance-rr's 1.6 R yet: the
+/// data plane places flows by a weighted hash (16 flows split about 60/40 in one measured run:
+/// 1.4 R), and the bond rebalances only every 15 s, longer than this transfer.
+#[test]
+fn balance_aware_uses_both_rate_limited_links() {
+    aggregates_two_rate_limited_links("bond_aw", 6, "lab-aw", 1.25);
+}
+
+/// Both links shaped to R with tbf; 16 TCP flows over the bond carry ≥ `factor` × R on the
+/// links (TCP payload ≥ `factor` − 0.2).
+fn aggregates_two_rate_limited_links(name: &str, salt: u64, policy: &str, factor: f64) {
+    let Some(w) = world(name, salt, policy) else {
         return;
     };
     const RATE_MBIT: u64 = 8;
@@ -274,17 +289,18 @@ fn balance_rr_aggregates_two_rate_limited_links() {
     let after = a_tx(&w);
     let used = [after[0] - before[0], after[1] - before[1]];
     eprintln!(
-        "aggregation: {mbit:.1} Mbit/s of TCP payload, {link_mbit:.1} Mbit/s on the links, over two \
-         {RATE_MBIT} Mbit/s links; per link {used:?} packets"
+        "aggregation ({policy}): {mbit:.1} Mbit/s of TCP payload, {link_mbit:.1} Mbit/s on the \
+         links, over two {RATE_MBIT} Mbit/s links; per link {used:?} packets"
     );
     assert!(used[0] > 500 && used[1] > 500, "flows not spread: {used:?}");
     let r = RATE_MBIT as f64;
     assert!(
-        link_mbit >= 1.6 * r,
-        "links carried {link_mbit:.1} Mbit/s, below 1.6 × {RATE_MBIT}"
+        link_mbit >= factor * r,
+        "links carried {link_mbit:.1} Mbit/s, below {factor} × {RATE_MBIT}"
     );
     assert!(
-        mbit >= 1.4 * r,
-        "TCP payload {mbit:.1} Mbit/s, below 1.4 × {RATE_MBIT}"
+        mbit >= (factor - 0.2) * r,
+        "TCP payload {mbit:.1} Mbit/s, below {} × {RATE_MBIT}",
+        factor - 0.2
     );
 }
