@@ -1,19 +1,17 @@
 //! Multipath bonding on the fast path: for each policy, which path(s) the engine sends a frame
 //! on, and broadcast copies written to the TAP once. spec: vl1.md §9.1
 
-use std::collections::HashMap;
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use weft_engine::{
-    BondEntry, BondKind, Datagram, DropReason, Engine, MemberEntry, NetworkEntry, PathEntry,
-    PeerEntry, Tables, TapVerdict, Verdict,
+    BondEntry, BondKind, Datagram, DropReason, Engine, PathEntry, Tables, TapVerdict, Verdict,
 };
 use weft_wire::mac::Mac;
-use weft_wire::netconf::NetworkConfig;
 use weft_wire::packet::CipherSuite;
 use weft_wire::rules::{Rule, RuleKind};
-use weft_wire::{Address, NetworkId, PeerKey};
+use weft_wire::{Address, NetworkId};
 
 const NWID: NetworkId = NetworkId(0x8056_c2e2_1c00_0002);
 const A_PATHS: [&str; 2] = ["10.61.1.1:9993", "10.61.2.1:9993"];
@@ -44,48 +42,20 @@ fn paths(addrs: [&str; 2]) -> Vec<PathEntry> {
 
 /// `me`'s tables with `peer` reachable on two paths, bonded with `bond`.
 fn tables(me: Address, peer: Address, peer_paths: [&str; 2], bond: Option<BondEntry>) -> Tables {
-    let p = paths(peer_paths);
-    let mut peers = HashMap::new();
-    peers.insert(
-        peer,
-        PeerEntry {
-            key: Arc::new(PeerKey::from_bytes(&[0x5a; 48])),
-            cipher: CipherSuite::AesGmacSiv,
-            preferred: Some(p[0].clone()),
-            paths: p,
-            bond,
-        },
-    );
-    let mut config = NetworkConfig::new(NWID, me);
-    config.rules = vec![Rule {
+    let rules = vec![Rule {
         kind: RuleKind::Accept,
         not: false,
         or: false,
     }];
-    let mut members = HashMap::new();
-    members.insert(
+    common::one_peer_tables(
+        me,
         peer,
-        MemberEntry {
-            pushed: true,
-            ..Default::default()
-        },
-    );
-    let mut networks = HashMap::new();
-    networks.insert(
+        paths(peer_paths),
+        CipherSuite::AesGmacSiv,
+        bond,
         NWID,
-        NetworkEntry {
-            config: Arc::new(config),
-            members,
-        },
-    );
-    Tables {
-        own: me,
-        relay: false,
-        peers,
-        networks,
-        trusted_paths: Vec::new(),
-        physical_mtu: 0,
-    }
+        rules,
+    )
 }
 
 fn bond(kind: BondKind, peer_paths: [&str; 2]) -> BondEntry {

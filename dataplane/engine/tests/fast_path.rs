@@ -1,17 +1,13 @@
 //! The frame fast path between two engines, with hand-built tables: what goes through, what the
 //! rules drop, what is handed to the control plane. spec: vl2.md §6, §7.1, §15.6; vl1.md §3.5, §4
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
 
-use weft_engine::{
-    Datagram, DropReason, Engine, MemberEntry, NetworkEntry, PathEntry, PeerEntry, Tables,
-    TapVerdict, Verdict,
-};
+use std::net::SocketAddr;
+
+use weft_engine::{Datagram, DropReason, Engine, PathEntry, Tables, TapVerdict, Verdict};
 use weft_wire::inet::TrustedPath;
 use weft_wire::mac::Mac;
-use weft_wire::netconf::NetworkConfig;
 use weft_wire::packet::{self, CipherSuite, Verb};
 use weft_wire::rules::{Forward, Rule, RuleKind};
 use weft_wire::{Address, NetworkId, PeerKey};
@@ -52,48 +48,11 @@ fn tables(
     rules: Vec<Rule>,
     suite: CipherSuite,
 ) -> Tables {
-    let key = Arc::new(PeerKey::from_bytes(&[0x5a; 48]));
     let path = PathEntry {
         local: 0,
         addr: sa(peer_addr),
     };
-    let mut peers = HashMap::new();
-    peers.insert(
-        peer,
-        PeerEntry {
-            key,
-            cipher: suite,
-            preferred: Some(path.clone()),
-            paths: vec![path],
-            bond: None,
-        },
-    );
-    let mut config = NetworkConfig::new(NWID, me);
-    config.rules = rules;
-    let mut members = HashMap::new();
-    members.insert(
-        peer,
-        MemberEntry {
-            pushed: true,
-            ..Default::default()
-        },
-    );
-    let mut networks = HashMap::new();
-    networks.insert(
-        NWID,
-        NetworkEntry {
-            config: Arc::new(config),
-            members,
-        },
-    );
-    Tables {
-        own: me,
-        relay: false,
-        peers,
-        networks,
-        trusted_paths: Vec::new(),
-        physical_mtu: 0,
-    }
+    common::one_peer_tables(me, peer, vec![path], suite, None, NWID, rules)
 }
 
 fn accept_all() -> Vec<Rule> {
