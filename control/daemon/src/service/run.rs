@@ -782,8 +782,11 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         }
         // The data plane: this process's sockets, or a process that binds the same addresses
         // (they were just proven bindable) and holds session keys only, with `workers`
-        // threads. AF_XDP claims the interface's queues once, so it runs one worker.
-        let workers: u16 = if conf.dataplane_backend == "af_xdp" {
+        // threads. AF_XDP claims the interface's queues once, so it runs one worker (asked
+        // for, or possible: `auto` with specific bind addresses may pick it).
+        let may_use_xdp = conf.dataplane_backend == "af_xdp"
+            || (conf.dataplane_backend.is_empty() && !conf.bind.is_empty());
+        let workers: u16 = if may_use_xdp {
             1
         } else if conf.dataplane_workers == 0 {
             // half the CPUs (the kernel's TCP/IP and TAP work needs the rest), 1 to 8
