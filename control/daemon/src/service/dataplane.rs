@@ -29,7 +29,7 @@ use weft_engine::{Engine, EngineStats, Tables, TapVerdict, Verdict};
 use weft_proto::{LocalSocket, Transmit};
 use weft_wire::NetworkId;
 
-use super::worker;
+use super::worker::{self, sockets_for};
 
 /// UDP receive/send buffer size asked for.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -53,21 +53,6 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     s.bind(&addr.into())
         .with_context(|| format!("cannot bind UDP {addr}"))?;
     Ok(UdpSocket::from_std(s.into())?)
-}
-
-/// Which sockets a transmit goes out on: its local socket if it has the right family, else all
-/// sockets of the family (probes without a socket) or the first one.
-fn sockets_for(addrs: &[SocketAddr], local: u32, to: SocketAddr) -> Vec<usize> {
-    let family = |i: &usize| addrs[*i].is_ipv4() == to.is_ipv4();
-    if (local as usize) < addrs.len() && family(&(local as usize)) {
-        return vec![local as usize];
-    }
-    let all: Vec<usize> = (0..addrs.len()).filter(family).collect();
-    if local == u32::MAX {
-        all
-    } else {
-        all.into_iter().take(1).collect()
-    }
 }
 
 async fn send_on(s: &UdpSocket, to: SocketAddr, ttl: u8, data: &[u8]) {
