@@ -13,7 +13,7 @@ use weft_wire::credential::{Capability, Coo};
 use weft_wire::mac::Mac;
 use weft_wire::netconf::NetworkConfig;
 use weft_wire::rules::Rule;
-use weft_wire::rules::eval::{self, Direction, EvalContext, FrameInfo};
+use weft_wire::rules::eval::{self, FrameInfo};
 use weft_wire::rules::filter::{self, Decision, FilterVerdict, OwnView};
 use weft_wire::{Address, NetworkId};
 
@@ -141,36 +141,28 @@ pub(crate) fn evaluate(
     random: u32,
 ) -> RulesOutcome {
     let On { me, nwid, net } = on;
-    let c = &*net.config;
-    let own = OwnView {
-        me,
-        network_id: nwid,
-        config: c,
-    };
-    let ctx = EvalContext {
-        direction: if inbound {
-            Direction::Inbound
-        } else {
-            Direction::Outbound
-        },
-        zt_source: if inbound { remote } else { me },
-        zt_dest: if inbound { me } else { remote },
-        frame: FrameInfo::from_parts(eth.dst, eth.src, eth.ethertype, eth.payload),
-        remote: Some(member as &dyn eval::Membership),
-        local: &own,
-        random,
-    };
-    let v = if inbound {
-        let caps: Vec<(u32, &[Rule])> = member
+    let caps: Vec<(u32, &[Rule])> = if inbound {
+        member
             .capabilities
             .iter()
             .map(|k| (k.id(), k.rules()))
-            .collect();
-        filter::inbound(&c.rules, &caps, &ctx)
+            .collect()
     } else {
-        let caps: Vec<(u32, &[Rule])> =
-            c.capabilities.iter().map(|k| (k.id(), k.rules())).collect();
-        filter::outbound(&c.rules, &caps, &ctx, true)
+        Vec::new()
     };
+    let v = filter::check_frame(filter::FrameCheck {
+        own: OwnView {
+            me,
+            network_id: nwid,
+            config: &net.config,
+        },
+        remote,
+        membership: Some(member as &dyn eval::Membership),
+        sender_capabilities: &caps,
+        frame: FrameInfo::from_parts(eth.dst, eth.src, eth.ethertype, eth.payload),
+        inbound,
+        tee_allowed: true,
+        random,
+    });
     outcome(&v)
 }

@@ -9,8 +9,8 @@ use weft_wire::mac::Mac;
 use weft_wire::netconf::NetworkConfig;
 use weft_wire::packet::Verb;
 use weft_wire::rules::Rule;
-use weft_wire::rules::eval::{self, Direction, EvalContext, FrameInfo};
-use weft_wire::rules::filter::{self, Decision, FilterVerdict, OwnView};
+use weft_wire::rules::eval::{self, FrameInfo};
+use weft_wire::rules::filter::{self, Decision, FilterVerdict, FrameCheck, OwnView};
 use weft_wire::{Address, NetworkId};
 
 use super::Node;
@@ -36,12 +36,11 @@ impl eval::Membership for Remote<'_> {
     }
 }
 
-/// Which evaluation: the remote member, the destination, the direction, and whether TEE copies
-/// may be sent.
+/// Which evaluation: the remote member (the destination outbound, the sender inbound), the
+/// direction, and whether TEE copies may be sent.
 #[derive(Debug, Clone, Copy)]
 struct Which {
     remote: Address,
-    zt_dest: Address,
     inbound: bool,
     tee_allowed: bool,
 }
@@ -56,7 +55,6 @@ impl Node {
     ) -> FilterVerdict {
         let Which {
             remote,
-            zt_dest,
             inbound,
             tee_allowed,
         } = w;
@@ -69,33 +67,25 @@ impl Node {
             .and_then(|n| n.members.get(&remote))
             .unwrap_or(&empty);
         let rv = Remote { m, ours: c };
-        let local = OwnView {
-            me,
-            network_id: nwid,
-            config: c,
-        };
-        let ctx = EvalContext {
-            direction: if inbound {
-                Direction::Inbound
-            } else {
-                Direction::Outbound
-            },
-            zt_source: if inbound { remote } else { me },
-            zt_dest,
-            frame: FrameInfo::from_parts(eth.dst, eth.src, eth.ethertype, eth.payload),
-            remote: (remote != Address::default()).then_some(&rv as &dyn eval::Membership),
-            local: &local,
-            random,
-        };
-        if inbound {
-            let caps: Vec<(u32, &[Rule])> =
-                m.capabilities(c).map(|k| (k.id(), k.rules())).collect();
-            filter::inbound(&c.rules, &caps, &ctx)
+        let caps: Vec<(u32, &[Rule])> = if inbound {
+            m.capabilities(c).map(|k| (k.id(), k.rules())).collect()
         } else {
-            let caps: Vec<(u32, &[Rule])> =
-                c.capabilities.iter().map(|k| (k.id(), k.rules())).collect();
-            filter::outbound(&c.rules, &caps, &ctx, tee_allowed)
-        }
+            Vec::new()
+        };
+        filter::check_frame(FrameCheck {
+            own: OwnView {
+                me,
+                network_id: nwid,
+                config: c,
+            },
+            remote,
+            membership: (remote != Address::default()).then_some(&rv as &dyn eval::Membership),
+            sender_capabilities: &caps,
+            frame: FrameInfo::from_parts(eth.dst, eth.src, eth.ethertype, eth.payload),
+            inbound,
+            tee_allowed,
+            random,
+        })
     }
 
     /// Sends the copies and the redirect a verdict asks for.
@@ -130,7 +120,6 @@ impl Node {
     ) -> bool {
         let w = Which {
             remote: dest,
-            zt_dest: dest,
             inbound: false,
             tee_allowed,
         };
@@ -160,10 +149,8 @@ impl Node {
         sender: Address,
         eth: &Eth<'_>,
     ) -> u8 {
-        let me = self.address();
         let w = Which {
             remote: sender,
-            zt_dest: me,
             inbound: true,
             tee_allowed: true,
         };

@@ -287,6 +287,57 @@ impl LocalView for OwnView<'_> {
     }
 }
 
+/// One frame between us and another member, in one direction: what both planes hand the rules
+/// VM. spec: vl2.md §15.6
+#[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)]
+pub struct FrameCheck<'a> {
+    /// Our side (address, network, config: base rules and our capabilities).
+    pub own: OwnView<'a>,
+    /// The other member: the sender inbound, the destination outbound (zero for multicast and
+    /// the first pass of bridged sends).
+    pub remote: Address,
+    /// The other member's valid credentials, if it is known.
+    pub membership: Option<&'a dyn super::eval::Membership>,
+    /// The capabilities the sender presented (inbound only).
+    pub sender_capabilities: &'a [(u32, &'a [Rule])],
+    /// The frame.
+    pub frame: super::eval::FrameInfo<'a>,
+    /// Received from the network (else read from our port).
+    pub inbound: bool,
+    /// Whether TEE/WATCH copies may be asked for (outbound).
+    pub tee_allowed: bool,
+    /// The RANDOM match's input.
+    pub random: u32,
+}
+
+/// Runs the inbound or outbound filter for `f`: ztSource/ztDest from the direction, our
+/// capabilities outbound, the sender's inbound. spec: vl2.md §15.6
+pub fn check_frame(f: FrameCheck<'_>) -> FilterVerdict {
+    let me = f.own.me;
+    let ctx = EvalContext {
+        direction: if f.inbound {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        },
+        zt_source: if f.inbound { f.remote } else { me },
+        zt_dest: if f.inbound { me } else { f.remote },
+        frame: f.frame,
+        remote: f.membership,
+        local: &f.own,
+        random: f.random,
+    };
+    let c = f.own.config;
+    if f.inbound {
+        inbound(&c.rules, f.sender_capabilities, &ctx)
+    } else {
+        let caps: Vec<(u32, &[Rule])> =
+            c.capabilities.iter().map(|k| (k.id(), k.rules())).collect();
+        outbound(&c.rules, &caps, &ctx, f.tee_allowed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::RuleKind::{self, DestPortRange, Ethertype, IpProtocol, Tag, Tee, Watch};
