@@ -6,10 +6,14 @@
 //! * broadcast: every eligible path, the same armored packet (same packet id) on each; the
 //!   receiving engine drops copies it has seen (a per-peer window of recent packet ids);
 //! * balance-rr: the next path every `packets_per_link` frames;
-//! * balance-xor / balance-aware: the inner flow's hash onto the paths, weighted by the shares
-//!   the control plane computed (equal for xor).
+//! * balance-xor: the inner flow's hash onto the paths (stateless, so a flow keeps its path
+//!   while the set of paths stays the same);
+//! * balance-aware: a flow table ([`AwareFlows`]): a new flow goes to the path whose flow count
+//!   is furthest below the share the control plane measured for it; a flow keeps its path until
+//!   the path leaves the bond or it sits idle for [`FLOW_EXPIRY_MS`]; every
+//!   [`REBALANCE_INTERVAL_MS`] flows move off paths holding clearly more than their share.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::PathEntry;
 use crate::flow::{FiveTuple, flow_hash};
@@ -69,18 +73,219 @@ pub struct BondEntry {
     pub packets_per_link: u32,
 }
 
-/// The engine's balance-rr position for one peer.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RrState {
-    pub(crate) pos: usize,
-    pub(crate) count: u32,
+/// A balance-aware flow idle this long is forgotten (the control plane's bond uses the same).
+pub const FLOW_EXPIRY_MS: i64 = 120_000;
+/// Flows are re-balanced at most this often (spec: vl1.md §9.2, the anti-flapping interval).
+pub const REBALANCE_INTERVAL_MS: i64 = 15_000;
+/// At most this many balance-aware flows are tracked per peer; beyond it new flows are placed
+/// by weighted hash.
+pub const MAX_FLOWS: usize = 65_536;
+
+/// The engine's per-peer bond state: balance-rr's position and balance-aware's flow table.
+#[derive(Debug, Default)]
+pub(crate) struct BondState {
+    rr_pos: usize,
+    rr_count: u32,
+    aware: AwareFlows,
+}
+
+impl BondState {
+    /// Forgets idle flows.
+    pub(crate) fn expire(&mut self, now_ms: i64) {
+        self.aware.expire(now_ms);
+    }
+
+    /// balance-aware flows per path (paths holding none are left out).
+    pub(crate) fn flows_per_path(&self) -> impl Iterator<Item = (PathEntry, u32)> + '_ {
+        self.aware
+            .counts
+            .iter()
+            .map(|(p, n)| (*p, u32::try_from(*n).unwrap_or(u32::MAX)))
+    }
+
+    /// Whether nothing is left worth keeping.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.aware.flows.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AwareFlow {
+    path: PathEntry,
+    last_ms: i64,
+}
+
+/// balance-aware's flow table for one peer: flow hash → path, and flows per path.
+#[derive(Debug, Default)]
+pub(crate) struct AwareFlows {
+    flows: HashMap<u32, AwareFlow>,
+    counts: HashMap<PathEntry, usize>,
+    last_rebalance_ms: Option<i64>,
+}
+
+impl AwareFlows {
+    fn count(&self, p: &PathEntry) -> usize {
+        self.counts.get(p).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, p: PathEntry) {
+        *self.counts.entry(p).or_default() += 1;
+    }
+
+    fn remove(&mut self, p: &PathEntry) {
+        if let Some(c) = self.counts.get_mut(p) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.counts.remove(p);
+            }
+        }
+    }
+
+    /// The path (index into `bond.paths`) for flow `h` at `now_ms`.
+    fn path_for(&mut self, bond: &BondEntry, h: u32, now_ms: i64) -> usize {
+        let n = bond.paths.len();
+        match self.last_rebalance_ms {
+            None => self.last_rebalance_ms = Some(now_ms),
+            Some(t) if now_ms - t >= REBALANCE_INTERVAL_MS => self.rebalance(bond, now_ms),
+            Some(_) => {}
+        }
+        if let Some(f) = self.flows.get_mut(&h) {
+            f.last_ms = now_ms;
+            let path = f.path;
+            if let Some(i) = bond.paths.iter().position(|p| *p == path) {
+                return i;
+            }
+            // Its path left the bond: place it again.
+            self.flows.remove(&h);
+            self.remove(&path);
+        }
+        if self.flows.len() >= MAX_FLOWS {
+            return weighted(h, &bond.weights, n);
+        }
+        let i = self.least_loaded(bond, None);
+        let path = bond.paths[i];
+        self.flows.insert(
+            h,
+            AwareFlow {
+                path,
+                last_ms: now_ms,
+            },
+        );
+        self.add(path);
+        i
+    }
+
+    /// The path whose flow count (plus one) is lowest relative to its weight; `skip` is left
+    /// out. Ties go to the earlier path.
+    fn least_loaded(&self, bond: &BondEntry, skip: Option<usize>) -> usize {
+        let n = bond.paths.len();
+        let equal = bond.weights.len() != n || bond.weights.iter().all(|w| *w == 0);
+        let weight = |i: usize| {
+            if equal {
+                1.0
+            } else {
+                f64::from(bond.weights[i].max(1))
+            }
+        };
+        (0..n)
+            .filter(|&i| Some(i) != skip)
+            .min_by(|&a, &b| {
+                let la = (self.count(&bond.paths[a]) + 1) as f64 / weight(a);
+                let lb = (self.count(&bond.paths[b]) + 1) as f64 / weight(b);
+                la.total_cmp(&lb)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Moves flows from paths holding clearly more than their share of the flows (more than
+    /// 10% and at least one flow over) to the paths furthest below theirs.
+    fn rebalance(&mut self, bond: &BondEntry, now_ms: i64) {
+        self.last_rebalance_ms = Some(now_ms);
+        let n = bond.paths.len();
+        if n < 2 {
+            return;
+        }
+        let equal = bond.weights.len() != n || bond.weights.iter().all(|w| *w == 0);
+        let total_w: f64 = if equal {
+            n as f64
+        } else {
+            bond.weights.iter().map(|w| f64::from((*w).max(1))).sum()
+        };
+        let share = |i: usize| {
+            if equal {
+                1.0 / n as f64
+            } else {
+                f64::from(bond.weights[i].max(1)) / total_w
+            }
+        };
+        let placed: usize = bond.paths.iter().map(|p| self.count(p)).sum();
+        if placed == 0 {
+            return;
+        }
+        let target: Vec<f64> = (0..n).map(|i| share(i) * placed as f64).collect();
+        let over = |s: &Self, i: usize| {
+            let c = s.count(&bond.paths[i]) as f64;
+            c - target[i] > (0.1 * target[i]).max(1.0)
+        };
+        let ids: Vec<u32> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| {
+                bond.paths
+                    .iter()
+                    .position(|p| *p == f.path)
+                    .is_some_and(|i| over(self, i))
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in ids {
+            let from_path = self.flows[&h].path;
+            let Some(from) = bond.paths.iter().position(|p| *p == from_path) else {
+                continue;
+            };
+            if self.count(&from_path) as f64 <= target[from].round() {
+                continue;
+            }
+            let Some(to) = (0..n)
+                .filter(|&j| (self.count(&bond.paths[j]) as f64) < target[j].round())
+                .min_by(|&a, &b| {
+                    let da = self.count(&bond.paths[a]) as f64 - target[a];
+                    let db = self.count(&bond.paths[b]) as f64 - target[b];
+                    da.total_cmp(&db)
+                })
+            else {
+                break;
+            };
+            let to_path = bond.paths[to];
+            self.remove(&from_path);
+            self.add(to_path);
+            if let Some(f) = self.flows.get_mut(&h) {
+                f.path = to_path;
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: i64) {
+        let mut gone = Vec::new();
+        self.flows.retain(|_, f| {
+            let keep = now_ms - f.last_ms < FLOW_EXPIRY_MS;
+            if !keep {
+                gone.push(f.path);
+            }
+            keep
+        });
+        for p in gone {
+            self.remove(&p);
+        }
+    }
 }
 
 /// Indices into `bond.paths` that one frame goes out on (at most all of them).
 pub(crate) fn choose(
     bond: &BondEntry,
-    rr: &mut RrState,
+    state: &mut BondState,
     flow: Option<&FiveTuple>,
+    now_ms: i64,
     out: &mut Vec<usize>,
 ) {
     out.clear();
@@ -92,16 +297,20 @@ pub(crate) fn choose(
         BondKind::ActiveBackup => out.push(0),
         BondKind::Broadcast => out.extend(0..n),
         BondKind::BalanceRr => {
-            if rr.count >= bond.packets_per_link.max(1) {
-                rr.pos = rr.pos.wrapping_add(1);
-                rr.count = 0;
+            if state.rr_count >= bond.packets_per_link.max(1) {
+                state.rr_pos = state.rr_pos.wrapping_add(1);
+                state.rr_count = 0;
             }
-            rr.count += 1;
-            out.push(rr.pos % n);
+            state.rr_count += 1;
+            out.push(state.rr_pos % n);
         }
-        BondKind::BalanceXor | BondKind::BalanceAware => {
+        BondKind::BalanceXor => {
             let h = flow.map_or(0, flow_hash);
-            out.push(weighted(h, &bond.weights, n));
+            out.push(weighted(h, &[], n));
+        }
+        BondKind::BalanceAware => {
+            let h = flow.map_or(0, flow_hash);
+            out.push(state.aware.path_for(bond, h, now_ms));
         }
     }
 }
@@ -151,6 +360,8 @@ impl RecentIds {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     #[test]
@@ -161,6 +372,92 @@ mod tests {
         }
         assert!((7000..8000).contains(&hits[0]), "{hits:?}");
         assert_eq!(weighted(5, &[], 3), 2);
+    }
+
+    fn entry(weights: Vec<u16>, n: u16) -> BondEntry {
+        BondEntry {
+            kind: BondKind::BalanceAware,
+            paths: (0..n)
+                .map(|i| PathEntry {
+                    local: 0,
+                    addr: SocketAddr::from(([10, 0, 0, 1 + i as u8], 9993)),
+                })
+                .collect(),
+            weights,
+            packets_per_link: 0,
+        }
+    }
+
+    fn spread(
+        st: &mut BondState,
+        b: &BondEntry,
+        flows: std::ops::Range<u32>,
+        now: i64,
+    ) -> Vec<u32> {
+        let mut hits = vec![0u32; b.paths.len()];
+        let mut out = Vec::new();
+        for f in flows {
+            let t = FiveTuple {
+                protocol: 6,
+                src: [10, 1, 0, 1].into(),
+                dst: [10, 1, 0, 2].into(),
+                src_port: 40000 + f as u16,
+                dst_port: 5201,
+            };
+            choose(b, st, Some(&t), now, &mut out);
+            hits[out[0]] += 1;
+        }
+        hits
+    }
+
+    #[test]
+    fn aware_places_new_flows_by_count_and_share() {
+        let mut st = BondState::default();
+        let b = entry(vec![], 2);
+        assert_eq!(spread(&mut st, &b, 0..16, 0), vec![8, 8]);
+        // The same flows again: each keeps its path.
+        let before: Vec<usize> = (0..16).map(|f| first(&mut st, &b, f, 10)).collect();
+        let after: Vec<usize> = (0..16).map(|f| first(&mut st, &b, f, 20)).collect();
+        assert_eq!(before, after);
+        // Shares 3:1 → new flows 3:1.
+        let mut st = BondState::default();
+        let b = entry(vec![3 * 16384, 16384], 2);
+        assert_eq!(spread(&mut st, &b, 0..16, 0), vec![12, 4]);
+    }
+
+    fn first(st: &mut BondState, b: &BondEntry, f: u32, now: i64) -> usize {
+        let t = FiveTuple {
+            protocol: 6,
+            src: [10, 1, 0, 1].into(),
+            dst: [10, 1, 0, 2].into(),
+            src_port: 40000 + f as u16,
+            dst_port: 5201,
+        };
+        let mut out = Vec::new();
+        choose(b, st, Some(&t), now, &mut out);
+        out[0]
+    }
+
+    #[test]
+    fn aware_replaces_flows_of_a_departed_path_and_rebalances() {
+        let mut st = BondState::default();
+        let two = entry(vec![], 2);
+        assert_eq!(spread(&mut st, &two, 0..10, 0), vec![5, 5]);
+        // Path 1 leaves: its flows move to path 0, the others stay.
+        let one = BondEntry {
+            paths: vec![two.paths[0]],
+            ..two.clone()
+        };
+        assert_eq!(spread(&mut st, &one, 0..10, 1000), vec![10]);
+        // It comes back: no flow moves before the re-balancing interval...
+        assert_eq!(spread(&mut st, &two, 0..10, 2000), vec![10, 0]);
+        // ...then half of them do, once.
+        let t = REBALANCE_INTERVAL_MS + 1000;
+        assert_eq!(spread(&mut st, &two, 0..10, t), vec![5, 5]);
+        assert_eq!(spread(&mut st, &two, 0..10, t + 10), vec![5, 5]);
+        // Idle flows are forgotten.
+        st.expire(t + 10 + FLOW_EXPIRY_MS);
+        assert!(st.is_idle());
     }
 
     #[test]

@@ -17,12 +17,12 @@ use weft_wire::netconf::NetworkConfig;
 use weft_wire::{Address, CipherSuite, InetAddress, NetworkId, PeerKey};
 
 use crate::{
-    Activity, BondEntry, BondKind, EngineStats, MemberEntry, NetworkEntry, PathEntry, PeerEntry,
-    Tables,
+    Activity, BondActivity, BondEntry, BondKind, EngineStats, MemberEntry, NetworkEntry, PathEntry,
+    PeerEntry, Tables,
 };
 
 /// Version of this message set; both sides check it in the first message.
-pub const BOUNDARY_VERSION: u8 = 2;
+pub const BOUNDARY_VERSION: u8 = 3;
 /// Largest record (a datagram plus headers); SOCK_SEQPACKET buffers must allow it.
 pub const MAX_MESSAGE: usize = 70_000;
 
@@ -163,6 +163,10 @@ impl<'a> R<'a> {
     }
     fn u8(&mut self) -> Result<u8, BoundaryError> {
         Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, BoundaryError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Result<u32, BoundaryError> {
         let b = self.take(4)?;
@@ -444,6 +448,7 @@ fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
 }
 
 fn encode_activity(a: &Activity, out: &mut Vec<u8>) {
+    out.extend_from_slice(&a.worker.to_be_bytes());
     put_count(out, a.paths.len());
     for (peer, p) in &a.paths {
         out.extend_from_slice(&peer.to_bytes());
@@ -456,10 +461,20 @@ fn encode_activity(a: &Activity, out: &mut Vec<u8>) {
             out.extend_from_slice(&m.to_bytes());
         }
     }
+    put_count(out, a.bonded.len());
+    for b in &a.bonded {
+        out.extend_from_slice(&b.peer.to_bytes());
+        put_path(out, &b.path);
+        out.extend_from_slice(&b.frames.to_be_bytes());
+        out.extend_from_slice(&b.flows.to_be_bytes());
+    }
 }
 
 fn decode_activity(r: &mut R<'_>) -> Result<Activity, BoundaryError> {
-    let mut a = Activity::default();
+    let mut a = Activity {
+        worker: r.u16()?,
+        ..Activity::default()
+    };
     for _ in 0..count(r)? {
         let peer = r.zt()?;
         a.paths.push((peer, path(r)?));
@@ -468,6 +483,14 @@ fn decode_activity(r: &mut R<'_>) -> Result<Activity, BoundaryError> {
         for _ in 0..count(r)? {
             list.push((NetworkId(r.u64()?), r.zt()?));
         }
+    }
+    for _ in 0..count(r)? {
+        a.bonded.push(BondActivity {
+            peer: r.zt()?,
+            path: path(r)?,
+            frames: r.u64()?,
+            flows: r.u32()?,
+        });
     }
     Ok(a)
 }
@@ -842,6 +865,16 @@ mod tests {
                 data: vec![3; 3000],
             },
             ToControlPlane::Activity(Activity {
+                worker: 3,
+                bonded: vec![BondActivity {
+                    peer: Address::new(5).unwrap(),
+                    path: PathEntry {
+                        local: 1,
+                        addr: a("10.0.1.9:9993"),
+                    },
+                    frames: 1234,
+                    flows: 7,
+                }],
                 paths: vec![(
                     Address::new(5).unwrap(),
                     PathEntry {

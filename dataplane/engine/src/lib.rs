@@ -44,7 +44,7 @@ pub use vl2::{Eth, MemberEntry, NetworkEntry};
 pub const RELAY_MAX_HOPS: u8 = 3;
 
 /// One physical path of a peer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PathEntry {
     /// The local socket (driver numbering).
     pub local: u32,
@@ -227,21 +227,42 @@ pub struct EngineStats {
 
 /// What the data plane did since the last report, for the control plane's bookkeeping: paths
 /// that carried authenticated traffic (they stay alive), members we received frames from (the
-/// gate's LIKE schedule) and members we sent frames to (credential pushes).
+/// gate's LIKE schedule), members we sent frames to (credential pushes), and what the bonds'
+/// paths carried (`bond <peer> show`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Activity {
+    /// The reporting worker (flow gauges in `bonded` are per worker); set by the driver.
+    pub worker: u16,
     /// (peer, path) pairs that received authenticated packets.
     pub paths: Vec<(Address, PathEntry)>,
     /// (network, member) pairs frames came from.
     pub received: Vec<(NetworkId, Address)>,
     /// (network, member) pairs frames went to.
     pub sent: Vec<(NetworkId, Address)>,
+    /// Bonded peers' paths the fast path used or holds flows on.
+    pub bonded: Vec<BondActivity>,
+}
+
+/// One bonded path's report from one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BondActivity {
+    /// The peer.
+    pub peer: Address,
+    /// The path.
+    pub path: PathEntry,
+    /// Frames the fast path sent on it since the last report.
+    pub frames: u64,
+    /// balance-aware flows this engine has placed on it now (a gauge: 0 once none are left).
+    pub flows: u32,
 }
 
 impl Activity {
     /// Whether there is nothing to report.
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.received.is_empty() && self.sent.is_empty()
+        self.paths.is_empty()
+            && self.received.is_empty()
+            && self.sent.is_empty()
+            && self.bonded.is_empty()
     }
 }
 
@@ -260,10 +281,16 @@ pub struct Engine {
     paths_seen: HashSet<(Address, PathEntry)>,
     received: HashSet<(NetworkId, Address)>,
     sent: HashSet<(NetworkId, Address)>,
-    /// Bonded peers: balance-rr positions and recently received packet ids.
-    rr: HashMap<Address, bond::RrState>,
+    /// Bonded peers: balance-rr positions, balance-aware flows, recently received packet ids.
+    bonds: HashMap<Address, bond::BondState>,
+    /// Frames sent per bonded (peer, path) since the last report.
+    bond_sent: HashMap<(Address, PathEntry), u64>,
+    /// (peer, path) pairs last reported with flows (reported again, as 0, once they have none).
+    flows_reported: HashSet<(Address, PathEntry)>,
     recent: HashMap<Address, bond::RecentIds>,
     chosen: Vec<usize>,
+    /// The latest time the driver gave (`process_rx`, `expire`): the clock of the TAP side.
+    now_ms: i64,
 }
 
 impl Default for Engine {
@@ -285,7 +312,10 @@ impl Engine {
             paths_seen: HashSet::new(),
             received: HashSet::new(),
             sent: HashSet::new(),
-            rr: HashMap::new(),
+            bonds: HashMap::new(),
+            bond_sent: HashMap::new(),
+            flows_reported: HashSet::new(),
+            now_ms: 0,
             recent: HashMap::new(),
             chosen: Vec::new(),
         }
@@ -299,19 +329,53 @@ impl Engine {
     /// Takes what happened since the last call (see [`Activity`]).
     pub fn take_activity(&mut self) -> Activity {
         let mut a = Activity {
+            worker: 0,
             paths: self.paths_seen.drain().collect(),
             received: self.received.drain().collect(),
             sent: self.sent.drain().collect(),
+            bonded: Vec::new(),
         };
         a.paths.sort_by_key(|(x, p)| (*x, p.local, p.addr));
         a.received.sort();
         a.sent.sort();
+        let mut bonded: HashMap<(Address, PathEntry), (u64, u32)> = HashMap::new();
+        for (key, n) in self.bond_sent.drain() {
+            bonded.entry(key).or_default().0 = n;
+        }
+        let mut with_flows = HashSet::new();
+        for (peer, st) in &self.bonds {
+            for (path, n) in st.flows_per_path() {
+                bonded.entry((*peer, path)).or_default().1 = n;
+                with_flows.insert((*peer, path));
+            }
+        }
+        // Paths that held flows at the last report and hold none now: report the 0.
+        for key in self.flows_reported.difference(&with_flows) {
+            bonded.entry(*key).or_default();
+        }
+        self.flows_reported = with_flows;
+        a.bonded = bonded
+            .into_iter()
+            .map(|((peer, path), (frames, flows))| BondActivity {
+                peer,
+                path,
+                frames,
+                flows,
+            })
+            .collect();
+        a.bonded
+            .sort_by_key(|b| (b.peer, b.path.local, b.path.addr));
         a
     }
 
     /// Drops reassembly state older than the timeout. Call about once a second.
     pub fn expire(&mut self, now_ms: i64) {
+        self.now_ms = self.now_ms.max(now_ms);
         self.reassembler.expire(now_ms);
+        self.bonds.retain(|_, b| {
+            b.expire(now_ms);
+            !b.is_idle()
+        });
     }
 
     fn random(&mut self) -> u32 {
@@ -330,6 +394,7 @@ impl Engine {
         out: &mut Vec<Verdict>,
     ) {
         out.clear();
+        self.now_ms = self.now_ms.max(now_ms);
         for (from, data) in batch {
             let v = self.one(tables, now_ms, *from, data);
             match &v {
@@ -474,7 +539,7 @@ impl Engine {
         }
         if bonded && matches!(p.verb(), Verb::FRAME | Verb::EXT_FRAME) {
             // spec: vl1.md §9.1 — broadcast copies carry one packet id
-            self.paths_seen.insert((source, path.clone()));
+            self.paths_seen.insert((source, *path));
             let id = u64::from_be_bytes(buf[..8].try_into().ok()?);
             if self.recent.entry(source).or_default().check_and_insert(id) {
                 return Some(Verdict::Drop(DropReason::Duplicate));
@@ -514,7 +579,7 @@ impl Engine {
         };
         let net = t.networks.get(&nwid)?;
         let member = net.members.get(&source)?;
-        self.paths_seen.insert((source, path.clone()));
+        self.paths_seen.insert((source, *path));
         if eth.payload.is_empty() {
             return Some(Verdict::Drop(DropReason::BadFrame));
         }
@@ -598,8 +663,8 @@ impl Engine {
         let paths: &[PathEntry] = match &peer.bond {
             Some(b) if !b.paths.is_empty() => {
                 let flow = flow::five_tuple(eth.ethertype, eth.payload);
-                let rr = self.rr.entry(dest).or_default();
-                bond::choose(b, rr, flow.as_ref(), &mut chosen);
+                let state = self.bonds.entry(dest).or_default();
+                bond::choose(b, state, flow.as_ref(), self.now_ms, &mut chosen);
                 &b.paths
             }
             _ => match &peer.preferred {
@@ -614,6 +679,11 @@ impl Engine {
             },
         };
         let v = self.tap_send(t, nwid, dest, peer, member, net, &eth, paths, &chosen, out);
+        if peer.bond.is_some() && v == TapVerdict::Sent {
+            for p in chosen.iter().filter_map(|&i| paths.get(i)) {
+                *self.bond_sent.entry((dest, *p)).or_default() += 1;
+            }
+        }
         self.chosen = chosen;
         v
     }

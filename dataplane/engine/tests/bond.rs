@@ -153,7 +153,46 @@ fn balance_aware_follows_weights() {
     for port in 0..1000u16 {
         per_path[dest_index(&send(&mut e, &t, &tcp_frame(20000 + port, 22))[0])] += 1;
     }
-    assert!((720..880).contains(&per_path[0]), "{per_path:?}");
+    // Placed by flow count against the shares, not by hash: exactly 4:1.
+    assert_eq!(per_path, [800, 200]);
+}
+
+#[test]
+fn activity_reports_bonded_frames_and_flows_then_zero_once_flows_expire() {
+    let mut e = Engine::new(1);
+    let t = tables(
+        a(),
+        b(),
+        B_PATHS,
+        Some(bond(BondKind::BalanceAware, B_PATHS)),
+    );
+    e.expire(1_000);
+    for port in 0..6u16 {
+        for _ in 0..3 {
+            send(&mut e, &t, &tcp_frame(40000 + port, 80));
+        }
+    }
+    let act = e.take_activity();
+    assert_eq!(act.bonded.len(), 2, "{act:?}");
+    for r in &act.bonded {
+        assert_eq!(r.peer, b());
+        assert_eq!((r.frames, r.flows), (9, 3), "{r:?}");
+    }
+    // Nothing sent since: frames 0, flows still held.
+    let act = e.take_activity();
+    assert!(
+        act.bonded.iter().all(|r| r.frames == 0 && r.flows == 3),
+        "{act:?}"
+    );
+    // The flows expire: one last report of 0 flows per path, then silence.
+    e.expire(1_000 + weft_engine::bond::FLOW_EXPIRY_MS);
+    let act = e.take_activity();
+    assert_eq!(act.bonded.len(), 2, "{act:?}");
+    assert!(
+        act.bonded.iter().all(|r| r.frames == 0 && r.flows == 0),
+        "{act:?}"
+    );
+    assert!(e.take_activity().bonded.is_empty());
 }
 
 #[test]

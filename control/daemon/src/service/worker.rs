@@ -231,7 +231,8 @@ impl Loop {
                 last_report = Instant::now();
                 let now = self.now();
                 self.engine.expire(now);
-                let a = self.engine.take_activity();
+                let mut a = self.engine.take_activity();
+                a.worker = u16::try_from(self.index).unwrap_or(u16::MAX);
                 if !a.is_empty() {
                     self.hand_up(Up::Activity(a));
                 }

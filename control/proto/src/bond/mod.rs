@@ -210,6 +210,8 @@ struct BondPath {
     score: f64,
     alloc: f64,
     flows: usize,
+    /// balance-aware flows the data plane's workers hold on this path (index: worker).
+    dp_flows: Vec<u32>,
     packets_out: u64,
 }
 
@@ -351,6 +353,7 @@ impl Bond {
             score: 1.0,
             alloc: 0.0,
             flows: 0,
+            dp_flows: Vec::new(),
             packets_out: 0,
         });
         self.dirty = true;
@@ -445,6 +448,35 @@ impl Bond {
             let p = &mut self.paths[i];
             p.last_out = Some(now);
             p.quality.note_sent(now, packet_id, verb);
+        }
+    }
+
+    /// The data plane's report for one path: `frames` sent by its fast path since its last
+    /// report, and the balance-aware flows worker `worker` holds on it now.
+    pub fn on_data_plane(
+        &mut self,
+        now: Timestamp,
+        path: &PathKey,
+        worker: u16,
+        frames: u64,
+        flows: u32,
+    ) {
+        /// Gauges kept per worker (the data plane runs at most a handful).
+        const MAX_WORKERS: usize = 64;
+        let Some(i) = self.index(path) else {
+            return;
+        };
+        let p = &mut self.paths[i];
+        if frames > 0 {
+            p.packets_out = p.packets_out.saturating_add(frames);
+            p.last_out = Some(now);
+        }
+        let w = usize::from(worker);
+        if w < MAX_WORKERS {
+            if p.dp_flows.len() <= w {
+                p.dp_flows.resize(w + 1, 0);
+            }
+            p.dp_flows[w] = flows;
         }
     }
 
@@ -970,7 +1002,9 @@ impl Bond {
     /// The snapshot for `bond <peer> show` and the JSON API.
     pub fn info(&self, now: Timestamp) -> BondInfo {
         let total_packets: u64 = self.paths.iter().map(|p| p.packets_out).sum();
-        let total_flows: usize = self.paths.iter().map(|p| p.flows).sum();
+        let path_flows =
+            |p: &BondPath| p.flows + p.dp_flows.iter().map(|n| *n as usize).sum::<usize>();
+        let total_flows: usize = self.paths.iter().map(path_flows).sum();
         let failover = self.failover();
         let paths = self
             .paths
@@ -1008,8 +1042,8 @@ impl Bond {
                     error: q.error,
                     relative_quality: p.score,
                     allocation: p.alloc,
-                    flows: p.flows,
-                    flow_share: share(p.flows as f64, total_flows as f64),
+                    flows: path_flows(p),
+                    flow_share: share(path_flows(p) as f64, total_flows as f64),
                     packets: p.packets_out,
                     packet_share: share(p.packets_out as f64, total_packets as f64),
                 }
@@ -1026,7 +1060,13 @@ impl Bond {
             alive_links: paths.iter().filter(|p| p.alive).count(),
             total_links: paths.len(),
             failovers: self.failovers,
-            flows: self.flows.len(),
+            flows: self.flows.len()
+                + self
+                    .paths
+                    .iter()
+                    .flat_map(|p| p.dp_flows.iter())
+                    .map(|n| *n as usize)
+                    .sum::<usize>(),
             paths,
         }
     }
@@ -1060,7 +1100,7 @@ pub struct BondInfo {
     pub total_links: usize,
     /// Times the active path changed after the first selection (active-backup).
     pub failovers: u64,
-    /// Flows in the flow table.
+    /// Flows in the flow tables (the control plane's and the data plane's balance-aware ones).
     pub flows: usize,
     /// Each path.
     pub paths: Vec<BondPathInfo>,

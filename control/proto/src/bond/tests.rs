@@ -663,3 +663,25 @@ fn info_json_shape() {
     assert_eq!(j["paths"][1]["state"], "standby");
     assert_eq!(j["paths"][1]["mode"], "spare");
 }
+
+#[test]
+fn data_plane_reports_count_in_the_shares() {
+    let (mut b, k, t) = bond_with(BondPolicy::standard(BasePolicy::BalanceAware), 2, 1_000);
+    // Two workers hold flows on the paths; frames add up, flow gauges are replaced.
+    b.on_data_plane(t, &k[0], 0, 300, 3);
+    b.on_data_plane(t, &k[1], 0, 100, 1);
+    b.on_data_plane(t, &k[1], 1, 200, 4);
+    b.on_data_plane(t + 1_000, &k[1], 1, 0, 3);
+    let info = b.info(t + 1_000);
+    assert_eq!(info.flows, 7);
+    let flows: Vec<usize> = info.paths.iter().map(|p| p.flows).collect();
+    assert_eq!(flows, [3, 4]);
+    let packets: Vec<u64> = info.paths.iter().map(|p| p.packets).collect();
+    assert_eq!(packets, [300, 300]);
+    assert!((info.paths[0].flow_share - 3.0 / 7.0).abs() < 1e-9);
+    assert!((info.paths[1].packet_share - 0.5).abs() < 1e-9);
+    assert_eq!(info.paths[0].last_out_age_ms, Some(1_000));
+    // An unknown path is ignored.
+    b.on_data_plane(t, &key(9), 0, 5, 5);
+    assert_eq!(b.info(t + 1_000).flows, 7);
+}

@@ -164,6 +164,17 @@ impl Node {
                 b.on_received(now, &key, 0, weft_wire::Verb::FRAME);
             }
         }
+        // spec: vl1.md §9 — the fast path's sends and balance-aware flows count in the bond's
+        // shares (`bond <peer> show`)
+        for b in &activity.bonded {
+            if let Some(bond) = self.bonds.get_mut(&b.peer) {
+                let key = PathKey {
+                    local: LocalSocket(b.path.local),
+                    remote: b.path.addr,
+                };
+                bond.on_data_plane(now, &key, activity.worker, b.frames, b.flows);
+            }
+        }
         for (nwid, m) in &activity.received {
             let _ = self.gate(now, *nwid, *m);
         }
