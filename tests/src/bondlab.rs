@@ -245,3 +245,13 @@ pub fn ping_run(w: &World, count: u32, interval: &str) -> (u32, u32, u32, String
     };
     (num("transmitted"), num("received"), num("duplicates"), text)
 }
+
+/// The root qdisc's (sent, dropped) packet counters on `dev` in `ns` (`tc -s qdisc`).
+pub fn qdisc_sent_dropped(lab: &Lab, ns: &Ns, dev: &str) -> (u64, u64) {
+    let out = lab.exec_ok(ns, &["tc", "-j", "-s", "qdisc", "show", "dev", dev]);
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    (
+        v[0]["packets"].as_u64().unwrap_or(0),
+        v[0]["drops"].as_u64().unwrap_or(0),
+    )
+}

@@ -325,11 +325,34 @@ fn aggregates_two_rate_limited_links(name: &str, salt: u64, policy: &str) {
         .iter()
         .map(|p| p["packets"].as_u64().unwrap_or(0))
         .collect();
-    eprintln!("bond show: flows {flows_per_link:?}, packets {packets_per_link:?}");
+    let latency: Vec<f64> = links
+        .iter()
+        .map(|p| p["latencyMean"].as_f64().unwrap_or(-1.0))
+        .collect();
+    let loss: Vec<f64> = links
+        .iter()
+        .map(|p| p["packetLossRatio"].as_f64().unwrap_or(-1.0))
+        .collect();
+    let shaper: Vec<(u64, u64)> = w
+        .links
+        .iter()
+        .map(|l| qdisc_sent_dropped(&w.lab, &l.a, &l.a_if))
+        .collect();
+    eprintln!(
+        "bond show: flows {flows_per_link:?}, packets {packets_per_link:?}, latency {latency:?} \
+         ms, loss {loss:?}; shapers (sent, dropped) {shaper:?}"
+    );
+    // Quality is measured on the fast path's frames too (QOS_MEASUREMENT over sampled ids):
+    // both links have a latency (the tbf queues make it tens of ms) and a loss ratio.
+    assert!(
+        latency.iter().all(|l| *l >= 0.0),
+        "no latency measured: {shown}"
+    );
+    assert!(loss.iter().all(|l| *l >= 0.0), "no loss measured: {shown}");
     assert_eq!(links.len(), 2, "{shown}");
     // The fast path's frames count in the shown packets (most frames never reach the control
-    // plane): 8 s at ≥ R is well over 5000 frames per link.
-    assert!(packets_per_link.iter().all(|&n| n > 5000), "{shown}");
+    // plane): 10 s at about R is over 3000 frames of up to 2800 bytes per link.
+    assert!(packets_per_link.iter().all(|&n| n > 1500), "{shown}");
     if policy == "lab-aw" {
         // 16 TCP flows (plus at most a few others: ARP replies, ICMP) split evenly.
         let (lo, hi) = (

@@ -81,6 +81,88 @@ pub const REBALANCE_INTERVAL_MS: i64 = 15_000;
 /// by weighted hash.
 pub const MAX_FLOWS: usize = 65_536;
 
+/// QoS sampling on the fast path. spec: vl1.md §9.4 — the receiver reports sampled packets
+/// (odd on-wire id) it got on a path; the sender keeps when it sent them and turns the reports
+/// into latency and loss. The fast path reports its samples to the control plane, which runs
+/// the measurement:
+///
+/// * sending, a frame's id is kept when it is sampled and either [`qos_priority`] (about 1 in
+///   32 packets: a rule any weft receiver honours at any rate) or the path is slow: fewer than
+///   [`QOS_SEND_LOW_RATE`] frames in the last report period and so far in this one (slow paths
+///   get samples too, and stay far below what a receiver reports in full);
+/// * receiving, every sampled id is reported up to [`QOS_RECEIVE_CAP`] per path and period, and
+///   [`qos_priority`] ones beyond that (up to [`QOS_RECEIVE_PRIORITY_CAP`]): a weft sender's
+///   kept ids are always reported, so unreported ones mean loss.
+pub const QOS_SEND_LOW_RATE: u32 = 256;
+/// Sampled ids a receiving engine reports per path and period before it keeps only priority ones.
+pub const QOS_RECEIVE_CAP: u32 = 1024;
+/// Priority ids a receiving engine reports per path and period at most.
+pub const QOS_RECEIVE_PRIORITY_CAP: u32 = 65_536;
+
+/// Whether on-wire packet id `id` is sampled for QoS (odd; FRAME/EXT_FRAME are never the
+/// excluded verbs). spec: vl1.md §9.4
+pub fn qos_sampled(id: u64) -> bool {
+    id & 1 == 1
+}
+
+/// Whether a sampled id is one every weft engine keeps and reports at any rate (1 in 16 of the
+/// sampled ids, by a mix of the id so it is the same on both ends).
+pub fn qos_priority(id: u64) -> bool {
+    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    qos_sampled(id) && (z ^ (z >> 31)) & 15 == 0
+}
+
+/// One period's QoS bookkeeping of a bonded (peer, path).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct QosCounts {
+    /// Frames sent on it this period and the last.
+    pub(crate) sent: u32,
+    pub(crate) prev_sent: u32,
+    /// Sampled ids reported received (all / priority).
+    pub(crate) received: u32,
+    pub(crate) received_priority: u32,
+}
+
+impl QosCounts {
+    /// Counts a frame sent with on-wire id `id`; true if its send time is to be reported.
+    pub(crate) fn keep_sent(&mut self, id: u64) -> bool {
+        self.sent = self.sent.saturating_add(1);
+        let slow = self.prev_sent < QOS_SEND_LOW_RATE && self.sent <= QOS_SEND_LOW_RATE;
+        qos_sampled(id) && (slow || qos_priority(id))
+    }
+
+    /// Starts a new period; false once nothing happened in two periods (forget it).
+    pub(crate) fn roll(&mut self) -> bool {
+        let busy = self.sent > 0 || self.prev_sent > 0 || self.received > 0;
+        *self = QosCounts {
+            prev_sent: self.sent,
+            ..QosCounts::default()
+        };
+        busy
+    }
+
+    /// Whether a received frame's on-wire id `id` is to be reported.
+    pub(crate) fn keep_received(&mut self, id: u64) -> bool {
+        if !qos_sampled(id) {
+            return false;
+        }
+        if self.received < QOS_RECEIVE_CAP {
+            self.received += 1;
+            if qos_priority(id) {
+                self.received_priority += 1;
+            }
+            return true;
+        }
+        if qos_priority(id) && self.received_priority < QOS_RECEIVE_PRIORITY_CAP {
+            self.received_priority += 1;
+            return true;
+        }
+        false
+    }
+}
+
 /// The engine's per-peer bond state: balance-rr's position and balance-aware's flow table.
 #[derive(Debug, Default)]
 pub(crate) struct BondState {
@@ -458,6 +540,49 @@ mod tests {
         // Idle flows are forgotten.
         st.expire(t + 10 + FLOW_EXPIRY_MS);
         assert!(st.is_idle());
+    }
+
+    #[test]
+    fn qos_sampling_keeps_priority_ids_at_any_rate() {
+        let ids: Vec<u64> = (0..200_000u64).map(|i| 0x1234_5678_0000 + i).collect();
+        let priority = ids.iter().filter(|&&i| qos_priority(i)).count();
+        assert!((5_000..7_500).contains(&priority), "{priority}");
+        assert!(
+            ids.iter()
+                .filter(|&&i| qos_priority(i))
+                .all(|&i| qos_sampled(i))
+        );
+        // A fast sender keeps the first low-rate ones and then only priority ones; a receiver
+        // of the same stream reports every id the sender kept.
+        let (mut tx, mut rx) = (QosCounts::default(), QosCounts::default());
+        // Slow: every sampled id is kept.
+        let slow: Vec<u64> = ids[..200]
+            .iter()
+            .copied()
+            .filter(|&i| tx.keep_sent(i))
+            .collect();
+        assert_eq!(slow.len(), 100);
+        assert!(tx.roll());
+        // This period is fast; so was the last one: only priority ones after that.
+        for &i in &ids[..QOS_SEND_LOW_RATE as usize] {
+            tx.keep_sent(i);
+        }
+        assert!(tx.roll());
+        let kept: Vec<u64> = ids.iter().copied().filter(|&i| tx.keep_sent(i)).collect();
+        let reported: HashSet<u64> = ids
+            .iter()
+            .copied()
+            .filter(|&i| rx.keep_received(i))
+            .collect();
+        assert_eq!(kept.len(), priority);
+        assert!(kept.iter().all(|i| reported.contains(i)));
+        assert!(reported.len() < QOS_RECEIVE_CAP as usize + priority);
+        // Even ids are never sampled.
+        assert!(!QosCounts::default().keep_sent(2) && !QosCounts::default().keep_received(2));
+        // Idle for two periods: forgotten.
+        assert!(tx.roll());
+        assert!(tx.roll());
+        assert!(!tx.roll());
     }
 
     #[test]

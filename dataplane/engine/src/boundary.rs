@@ -18,7 +18,7 @@ use weft_wire::{Address, CipherSuite, InetAddress, NetworkId, PeerKey};
 
 use crate::{
     Activity, BondActivity, BondEntry, BondKind, EngineStats, MemberEntry, NetworkEntry, PathEntry,
-    PeerEntry, Tables,
+    PeerEntry, QosSample, Tables,
 };
 
 /// Version of this message set; both sides check it in the first message.
@@ -468,6 +468,16 @@ fn encode_activity(a: &Activity, out: &mut Vec<u8>) {
         out.extend_from_slice(&b.frames.to_be_bytes());
         out.extend_from_slice(&b.flows.to_be_bytes());
     }
+    out.extend_from_slice(&a.now_ms.to_be_bytes());
+    for list in [&a.qos_sent, &a.qos_received] {
+        put_count(out, list.len());
+        for q in list {
+            out.extend_from_slice(&q.peer.to_bytes());
+            put_path(out, &q.path);
+            out.extend_from_slice(&q.packet_id.to_be_bytes());
+            out.extend_from_slice(&q.at_ms.to_be_bytes());
+        }
+    }
 }
 
 fn decode_activity(r: &mut R<'_>) -> Result<Activity, BoundaryError> {
@@ -491,6 +501,17 @@ fn decode_activity(r: &mut R<'_>) -> Result<Activity, BoundaryError> {
             frames: r.u64()?,
             flows: r.u32()?,
         });
+    }
+    a.now_ms = r.u64()? as i64;
+    for list in [&mut a.qos_sent, &mut a.qos_received] {
+        for _ in 0..count(r)? {
+            list.push(QosSample {
+                peer: r.zt()?,
+                path: path(r)?,
+                packet_id: r.u64()?,
+                at_ms: r.u64()? as i64,
+            });
+        }
     }
     Ok(a)
 }
@@ -874,6 +895,25 @@ mod tests {
                     },
                     frames: 1234,
                     flows: 7,
+                }],
+                now_ms: 987_654,
+                qos_sent: vec![QosSample {
+                    peer: Address::new(5).unwrap(),
+                    path: PathEntry {
+                        local: 1,
+                        addr: a("10.0.1.9:9993"),
+                    },
+                    packet_id: 0x1122_3344_5566_7789,
+                    at_ms: 987_000,
+                }],
+                qos_received: vec![QosSample {
+                    peer: Address::new(5).unwrap(),
+                    path: PathEntry {
+                        local: 0,
+                        addr: a("[2001:db8::1]:9993"),
+                    },
+                    packet_id: 3,
+                    at_ms: -5,
                 }],
                 paths: vec![(
                     Address::new(5).unwrap(),

@@ -241,6 +241,26 @@ pub struct Activity {
     pub sent: Vec<(NetworkId, Address)>,
     /// Bonded peers' paths the fast path used or holds flows on.
     pub bonded: Vec<BondActivity>,
+    /// The engine's clock when this report was taken: sample times below are on it.
+    pub now_ms: i64,
+    /// QoS samples (spec: vl1.md §9.4) of frames the fast path sent on bonded paths.
+    pub qos_sent: Vec<QosSample>,
+    /// QoS samples of frames the fast path received on bonded paths.
+    pub qos_received: Vec<QosSample>,
+}
+
+/// A sampled frame's on-wire packet id and when it was sent or received on a bonded path
+/// (see [`bond::qos_sampled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QosSample {
+    /// The peer.
+    pub peer: Address,
+    /// The path.
+    pub path: PathEntry,
+    /// On-wire packet id.
+    pub packet_id: u64,
+    /// Engine time (ms), comparable with [`Activity::now_ms`].
+    pub at_ms: i64,
 }
 
 /// One bonded path's report from one engine.
@@ -257,12 +277,48 @@ pub struct BondActivity {
 }
 
 impl Activity {
+    /// This report as records of at most `max_samples` QoS samples each (at least one record;
+    /// the first carries everything else, the others only samples, all with this report's
+    /// worker and clock).
+    pub fn split(mut self, max_samples: usize) -> Vec<Activity> {
+        let max = max_samples.max(1);
+        let mut rest_sent = if self.qos_sent.len() > max {
+            self.qos_sent.split_off(max)
+        } else {
+            Vec::new()
+        };
+        let room = max - self.qos_sent.len();
+        let mut rest_received = if self.qos_received.len() > room {
+            self.qos_received.split_off(room)
+        } else {
+            Vec::new()
+        };
+        let (worker, now_ms) = (self.worker, self.now_ms);
+        let mut out = vec![self];
+        while !rest_sent.is_empty() || !rest_received.is_empty() {
+            let take_sent = rest_sent.len().min(max);
+            let qos_sent: Vec<QosSample> = rest_sent.drain(..take_sent).collect();
+            let take_received = rest_received.len().min(max - take_sent);
+            let qos_received = rest_received.drain(..take_received).collect();
+            out.push(Activity {
+                worker,
+                now_ms,
+                qos_sent,
+                qos_received,
+                ..Activity::default()
+            });
+        }
+        out
+    }
+
     /// Whether there is nothing to report.
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
             && self.received.is_empty()
             && self.sent.is_empty()
             && self.bonded.is_empty()
+            && self.qos_sent.is_empty()
+            && self.qos_received.is_empty()
     }
 }
 
@@ -287,6 +343,10 @@ pub struct Engine {
     bond_sent: HashMap<(Address, PathEntry), u64>,
     /// (peer, path) pairs last reported with flows (reported again, as 0, once they have none).
     flows_reported: HashSet<(Address, PathEntry)>,
+    /// QoS sampling per bonded (peer, path) this period, and the samples kept.
+    qos_counts: HashMap<(Address, PathEntry), bond::QosCounts>,
+    qos_sent: Vec<QosSample>,
+    qos_received: Vec<QosSample>,
     recent: HashMap<Address, bond::RecentIds>,
     chosen: Vec<usize>,
     /// The latest time the driver gave (`process_rx`, `expire`): the clock of the TAP side.
@@ -315,6 +375,9 @@ impl Engine {
             bonds: HashMap::new(),
             bond_sent: HashMap::new(),
             flows_reported: HashSet::new(),
+            qos_counts: HashMap::new(),
+            qos_sent: Vec::new(),
+            qos_received: Vec::new(),
             now_ms: 0,
             recent: HashMap::new(),
             chosen: Vec::new(),
@@ -334,7 +397,11 @@ impl Engine {
             received: self.received.drain().collect(),
             sent: self.sent.drain().collect(),
             bonded: Vec::new(),
+            now_ms: self.now_ms,
+            qos_sent: std::mem::take(&mut self.qos_sent),
+            qos_received: std::mem::take(&mut self.qos_received),
         };
+        self.qos_counts.retain(|_, c| c.roll());
         a.paths.sort_by_key(|(x, p)| (*x, p.local, p.addr));
         a.received.sort();
         a.sent.sort();
@@ -504,10 +571,11 @@ impl Engine {
         }
         let peer = t.peers.get(&source)?;
         let path = peer.paths.iter().find(|x| x.addr == from)?;
+        let wire_id = u64::from_be_bytes(pkt[..8].try_into().ok()?);
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.extend_from_slice(pkt);
-        let v = self.frame_in_plain(t, from, source, peer, path, &mut buf);
+        let v = self.frame_in_plain(t, source, peer, path, wire_id, &mut buf);
         self.scratch = buf;
         v
     }
@@ -515,10 +583,10 @@ impl Engine {
     fn frame_in_plain(
         &mut self,
         t: &Tables,
-        from: SocketAddr,
         source: Address,
         peer: &PeerEntry,
         path: &PathEntry,
+        wire_id: u64,
         buf: &mut [u8],
     ) -> Option<Verdict> {
         let (key, bonded) = (&*peer.key, peer.bond.is_some());
@@ -527,7 +595,7 @@ impl Engine {
             Ok(CipherSuite::Poly1305None) => return None,
             Ok(_) => {}
             Err(ArmorError::TrustedPath { trusted_path_id }) => {
-                if t.trusted_path_id(from.ip()) != Some(trusted_path_id) {
+                if t.trusted_path_id(path.addr.ip()) != Some(trusted_path_id) {
                     return None;
                 }
             }
@@ -538,6 +606,20 @@ impl Engine {
             return None;
         }
         if bonded && matches!(p.verb(), Verb::FRAME | Verb::EXT_FRAME) {
+            // spec: vl1.md §9.4 — the on-wire id (as received) of a sampled frame, for QoS
+            if self
+                .qos_counts
+                .entry((source, *path))
+                .or_default()
+                .keep_received(wire_id)
+            {
+                self.qos_received.push(QosSample {
+                    peer: source,
+                    path: *path,
+                    packet_id: wire_id,
+                    at_ms: self.now_ms,
+                });
+            }
             // spec: vl1.md §9.1 — broadcast copies carry one packet id
             self.paths_seen.insert((source, *path));
             let id = u64::from_be_bytes(buf[..8].try_into().ok()?);
@@ -744,7 +826,23 @@ impl Engine {
         let Ok(f) = Fragmenter::new(&p, mtu) else {
             return TapVerdict::Drop(DropReason::BadFrame);
         };
+        let wire_id = u64::from_be_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
         for path in chosen.iter().filter_map(|&i| paths.get(i)) {
+            // spec: vl1.md §9.4 — when a sampled frame left on a bonded path, for QoS
+            if peer.bond.is_some()
+                && self
+                    .qos_counts
+                    .entry((dest, *path))
+                    .or_default()
+                    .keep_sent(wire_id)
+            {
+                self.qos_sent.push(QosSample {
+                    peer: dest,
+                    path: *path,
+                    packet_id: wire_id,
+                    at_ms: self.now_ms,
+                });
+            }
             out.push(Datagram {
                 local: path.local,
                 to: path.addr,

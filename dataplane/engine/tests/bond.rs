@@ -229,3 +229,80 @@ fn broadcast_sends_one_packet_on_every_path_and_the_receiver_writes_it_once() {
     let activity = eb.take_activity();
     assert_eq!(activity.paths.len(), 2);
 }
+
+#[test]
+fn qos_samples_are_reported_both_ways_and_split_into_records() {
+    use weft_engine::bond::{qos_priority, qos_sampled};
+    let mut ea = Engine::new(101);
+    let mut eb = Engine::new(202);
+    let ta = tables(a(), b(), B_PATHS, Some(bond(BondKind::BalanceRr, B_PATHS)));
+    let tb = tables(b(), a(), A_PATHS, Some(bond(BondKind::BalanceRr, A_PATHS)));
+    ea.expire(5_000);
+    let mut on_wire = Vec::new();
+    let mut per_path = [0usize; 2];
+    let mut expect = Vec::new();
+    for port in 0..1200u16 {
+        for d in send(&mut ea, &ta, &tcp_frame(50000 + port, 80)) {
+            let id = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+            on_wire.push(id);
+            // Per path: the first 256 frames' sampled ids, then priority ones only.
+            let n = &mut per_path[dest_index(&d)];
+            *n += 1;
+            if qos_sampled(id) && (*n <= 256 || qos_priority(id)) {
+                expect.push(id);
+            }
+            let mut v = Vec::new();
+            eb.process_rx(
+                &tb,
+                6_000,
+                &[(sa(A_PATHS[dest_index(&d)]), &d.data)],
+                &mut v,
+            );
+        }
+    }
+    let sent = ea.take_activity();
+    // A slow start: every sampled id of the first frames, then priority ones only.
+    assert!(!sent.qos_sent.is_empty());
+    assert!(
+        sent.qos_sent
+            .iter()
+            .all(|q| qos_sampled(q.packet_id) && q.peer == b())
+    );
+    assert!(sent.qos_sent.iter().all(|q| q.at_ms == 5_000));
+    let kept: Vec<u64> = sent.qos_sent.iter().map(|q| q.packet_id).collect();
+    assert_eq!(kept, expect);
+    assert!(kept.len() < on_wire.len() / 2);
+    // The receiver reports every sampled id it got (under its cap), at its clock.
+    let got = eb.take_activity();
+    let reported: Vec<u64> = got.qos_received.iter().map(|q| q.packet_id).collect();
+    assert_eq!(
+        reported.len(),
+        on_wire.iter().filter(|i| qos_sampled(**i)).count()
+    );
+    assert!(kept.iter().all(|i| reported.contains(i)));
+    assert!(
+        got.qos_received
+            .iter()
+            .all(|q| q.at_ms == 6_000 && q.peer == a())
+    );
+    assert_eq!(got.now_ms, 6_000);
+    // Split into records of at most 50 samples, nothing lost.
+    let total = got.qos_received.len();
+    let parts = got.clone().split(50);
+    assert_eq!(parts.len(), total.div_ceil(50));
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.qos_sent.len() + p.qos_received.len() <= 50)
+    );
+    assert_eq!(
+        parts.iter().map(|p| p.qos_received.len()).sum::<usize>(),
+        total
+    );
+    assert_eq!(parts[0].paths, got.paths);
+    assert!(
+        parts[1..]
+            .iter()
+            .all(|p| p.paths.is_empty() && p.now_ms == 6_000)
+    );
+}

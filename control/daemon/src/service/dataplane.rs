@@ -508,7 +508,10 @@ impl DataPlane {
         match self {
             DataPlane::Local(l) => {
                 l.engine.expire(mono_ms());
-                Some(l.engine.take_activity())
+                let mut a = l.engine.take_activity();
+                // its flow gauges are its own, apart from the workers' (0..8)
+                a.worker = LOCAL_ENGINE_REPORTER;
+                Some(a)
             }
             DataPlane::Remote(_) => None,
         }
@@ -808,7 +811,15 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
                         worker::Up::Packet { local, from, data } => ToControlPlane::UpPacket { local, from, data },
                         worker::Up::Relayed(source, dest) => ToControlPlane::Relayed { source, dest },
                         worker::Up::TapFrame(nwid, frame) => ToControlPlane::TapFrame { nwid, frame },
-                        worker::Up::Activity(a) => ToControlPlane::Activity(a),
+                        worker::Up::Activity(a) => {
+                            // QoS samples can outgrow one record: the rest in more records
+                            let mut parts = a.split(ACTIVITY_SAMPLES_PER_RECORD);
+                            let last = parts.pop().unwrap_or_default();
+                            for part in parts {
+                                conn.send(ToControlPlane::Activity(part).encode());
+                            }
+                            ToControlPlane::Activity(last)
+                        }
                         worker::Up::Stats(i, st, udp, up_drops) => {
                             // records neither queue could take count as drops, and so do the
                             // kernel's receive-queue drops
@@ -836,6 +847,13 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         }
     })
 }
+
+/// The reporter number of the in-process engine's activity (workers report as 0..8).
+const LOCAL_ENGINE_REPORTER: u16 = 63;
+
+/// QoS samples per Activity record: about 50 bytes each, so a record stays well under
+/// [`weft_engine::boundary::MAX_MESSAGE`].
+const ACTIVITY_SAMPLES_PER_RECORD: usize = 1000;
 
 /// The back-end chosen and why better ones were not, in one line.
 fn describe(p: &udp::Probe) -> String {

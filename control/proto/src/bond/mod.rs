@@ -417,7 +417,6 @@ impl Bond {
     pub fn on_received(&mut self, now: Timestamp, path: &PathKey, packet_id: u64, verb: Verb) {
         let failover = self.failover();
         let deadline = self.deadline();
-        let qos = self.qos_interval();
         let Some(i) = self.index(path) else { return };
         let p = &mut self.paths[i];
         let was_dead = p.last_in.is_none_or(|t| now - t > failover);
@@ -430,13 +429,40 @@ impl Bond {
             self.next_check = self.next_check.min(now);
         }
         p.last_in = Some(p.last_in.map_or(now, |t| t.max(now)));
-        if p.quality.note_received(now, packet_id, verb)
+        self.sample_received(now, now, i, packet_id, verb);
+    }
+
+    /// Notes a sampled frame the data plane received on `path` at `at` (≤ `now`): it goes into
+    /// the next QoS report with its holding time counted from `at`. spec: vl1.md §9.4
+    pub fn on_data_plane_received(
+        &mut self,
+        now: Timestamp,
+        at: Timestamp,
+        path: &PathKey,
+        packet_id: u64,
+    ) {
+        if let Some(i) = self.index(path) {
+            self.sample_received(now, at.min(now), i, packet_id, Verb::FRAME);
+        }
+    }
+
+    /// Notes a sampled frame the data plane sent on `path` at `at`.
+    pub fn on_data_plane_sent(&mut self, at: Timestamp, path: &PathKey, packet_id: u64) {
+        if let Some(i) = self.index(path) {
+            self.paths[i].quality.note_sent(at, packet_id, Verb::FRAME);
+        }
+    }
+
+    fn sample_received(&mut self, now: Timestamp, at: Timestamp, i: usize, id: u64, verb: Verb) {
+        let qos = self.qos_interval();
+        let p = &mut self.paths[i];
+        if p.quality.note_received(at, id, verb)
             && let Some(r) = p.quality.take_report(now, qos)
         {
             let mut payload = Vec::new();
             r.encode(&mut payload);
             self.actions.push_back(BondAction::QosMeasurement {
-                path: *path,
+                path: p.key,
                 payload,
             });
         }

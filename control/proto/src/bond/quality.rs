@@ -32,6 +32,9 @@ pub const QOS_GATE_LIMIT: u32 = 128;
 /// and it has not been acknowledged itself (weft's rule, like TCP's SACK-based detection; the
 /// spec is silent on how 1.14 estimates loss).
 pub const LOSS_GRACE_MS: i64 = 100;
+/// How long a report record for an id not (yet) known as sent is kept: longer than the data
+/// plane takes to report its sends.
+pub const EARLY_ACK_MS: i64 = 5_000;
 
 /// Whether a packet takes part in QoS sampling: odd on-wire ID, and not ACK or QOS_MEASUREMENT.
 /// spec: vl1.md §9.4
@@ -96,6 +99,11 @@ pub struct PathQuality {
     /// order in which they are resolved into the loss window.
     outstanding: HashMap<u64, (Timestamp, bool)>,
     order: VecDeque<(u64, Timestamp)>,
+    /// Report records for ids not (yet) known as sent: the data plane tells the control plane
+    /// of its sends up to a second late, so a report can overtake them. id → (report time,
+    /// holding time), oldest first in `early_order`.
+    early: HashMap<u64, (Timestamp, u16)>,
+    early_order: VecDeque<u64>,
     /// Received sampled packets to report (id, receipt time).
     pending: Vec<QosRecord>,
     pending_at: Vec<Timestamp>,
@@ -116,6 +124,8 @@ impl PathQuality {
             loss: Window::new(LOSS_WINDOW),
             outstanding: HashMap::new(),
             order: VecDeque::new(),
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
             pending: Vec::new(),
             pending_at: Vec::new(),
             last_report_sent: now,
@@ -140,8 +150,14 @@ impl PathQuality {
             self.loss.push(false);
         }
         if let std::collections::hash_map::Entry::Vacant(e) = self.outstanding.entry(packet_id) {
-            e.insert((now, false));
+            // Already acknowledged by a report that overtook the news of this send.
+            let early = self.early.remove(&packet_id);
+            e.insert((now, early.is_some()));
             self.order.push_back((packet_id, now));
+            if let Some((reported, holding)) = early {
+                let sample = ((reported - now) - i64::from(holding)) as f64 / 2.0;
+                self.latency.push(sample.max(0.0));
+            }
         }
     }
 
@@ -221,6 +237,8 @@ impl PathQuality {
                 self.latency.push(sample.max(0.0));
                 newest = newest.max(Some(sent));
                 n += 1;
+            } else if !self.outstanding.contains_key(&r.packet_id) {
+                self.note_early(now, r.packet_id, r.holding_ms);
             }
         }
         // Anything sent clearly before the newest packet this report acknowledges, and never
@@ -230,6 +248,25 @@ impl PathQuality {
             self.expire(newest - margin as i64);
         }
         Some(n)
+    }
+
+    /// Keeps a report record for an id not known as sent (yet): at most [`MAX_OUTSTANDING`],
+    /// none older than [`EARLY_ACK_MS`].
+    fn note_early(&mut self, now: Timestamp, id: u64, holding: u16) {
+        while let Some(old) = self.early_order.front().copied() {
+            let stale = self
+                .early
+                .get(&old)
+                .is_none_or(|(t, _)| now - *t > EARLY_ACK_MS);
+            if !stale && self.early_order.len() < MAX_OUTSTANDING {
+                break;
+            }
+            self.early_order.pop_front();
+            self.early.remove(&old);
+        }
+        if self.early.insert(id, (now, holding)).is_none() {
+            self.early_order.push_back(id);
+        }
     }
 
     /// Resolves, in send order, every sampled packet sent at or before `deadline` into the
@@ -310,6 +347,46 @@ mod tests {
             Some((5.0, 4.0))
         );
         assert_eq!(mean_variance([3.0]), Some((3.0, 0.0)));
+    }
+
+    /// The data plane reports its sends up to a second late: a report that names an id before
+    /// its send is known still yields the sample, and the packet is not counted lost.
+    #[test]
+    fn a_report_that_overtakes_the_send_still_counts() {
+        let mut a = PathQuality::new(0);
+        // Sent at 1000 (known at once) and 1010 (known only after the report).
+        a.note_sent(1_000, 0x11, Verb::FRAME);
+        let report = QosMeasurement {
+            records: vec![
+                QosRecord {
+                    packet_id: 0x11,
+                    holding_ms: 40,
+                },
+                QosRecord {
+                    packet_id: 0x13,
+                    holding_ms: 30,
+                },
+            ],
+        };
+        assert_eq!(a.handle_report(1_100, &report, QOS), Some(1));
+        a.note_sent(1_010, 0x13, Verb::FRAME);
+        // (1100 − 1000 − 40) / 2 = 30 and (1100 − 1010 − 30) / 2 = 30.
+        assert_eq!(a.snapshot().latency_mean_ms, Some(30.0));
+        a.expire(2_000);
+        assert_eq!(a.snapshot().loss, Some(0.0));
+        // A record nobody sent is forgotten after EARLY_ACK_MS: a later send with that id is
+        // an ordinary outstanding packet (and lost when never acknowledged).
+        let stray = QosMeasurement {
+            records: vec![QosRecord {
+                packet_id: 0x15,
+                holding_ms: 0,
+            }],
+        };
+        a.handle_report(3_000, &stray, QOS);
+        a.note_early(3_000 + EARLY_ACK_MS + 1, 0x17, 0);
+        a.note_sent(9_000, 0x15, Verb::FRAME);
+        a.expire(10_000);
+        assert_eq!(a.snapshot().loss, Some(1.0 / 3.0));
     }
 
     #[test]

@@ -685,3 +685,36 @@ fn data_plane_reports_count_in_the_shares() {
     b.on_data_plane(t, &key(9), 0, 5, 5);
     assert_eq!(b.info(t + 1_000).flows, 7);
 }
+
+#[test]
+fn data_plane_samples_feed_qos_reports_with_holding_from_receipt() {
+    let (mut b, k, t) = bond_with(BondPolicy::standard(BasePolicy::BalanceAware), 2, 1_000);
+    while b.poll_action().is_some() {}
+    // 140 sampled frames the data plane got 300 ms before the control plane hears of them:
+    // the report is due at once, holding times count from receipt.
+    for i in 0..140u64 {
+        b.on_data_plane_received(t, t - 300, &k[1], (i << 8) | 1);
+    }
+    let mut reports = Vec::new();
+    while let Some(a) = b.poll_action() {
+        if let BondAction::QosMeasurement { path, payload } = a {
+            reports.push((path, QosMeasurement::decode(&payload).unwrap()));
+        }
+    }
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].0, k[1]);
+    assert_eq!(reports[0].1.records.len(), 140);
+    assert!(reports[0].1.records.iter().all(|r| r.holding_ms == 300));
+    // Sends the data plane reports are measured when the peer's report comes back.
+    b.on_data_plane_sent(t, &k[0], 0x1001);
+    let back = QosMeasurement {
+        records: vec![weft_wire::verbs::QosRecord {
+            packet_id: 0x1001,
+            holding_ms: 10,
+        }],
+    };
+    let mut payload = Vec::new();
+    back.encode(&mut payload);
+    assert_eq!(b.on_qos_measurement(t + 50, &k[0], &payload).unwrap(), 1);
+    assert_eq!(b.info(t + 50).paths[0].latency_mean_ms, Some(20.0));
+}

@@ -202,7 +202,7 @@ impl Node {
         }
     }
 
-    fn run_bond_actions(&mut self, now: Timestamp, a: Address) {
+    pub(crate) fn run_bond_actions(&mut self, now: Timestamp, a: Address) {
         while let Some(action) = self.bonds.get_mut(&a).and_then(Bond::poll_action) {
             match action {
                 BondAction::Echo { path } => {

@@ -145,6 +145,29 @@ impl Node {
     /// for frames seen here), and members we sent frames to get our credentials when due.
     /// spec: vl1.md §8.1, vl2.md §13.6, §14
     pub fn note_activity(&mut self, now: Timestamp, activity: &Activity) {
+        // spec: vl1.md §9.4 — the fast path's QoS samples, moved onto our clock
+        let at = |t: i64| now - (activity.now_ms - t).clamp(0, 60_000);
+        let key = |p: &PathEntry| PathKey {
+            local: LocalSocket(p.local),
+            remote: p.addr,
+        };
+        let mut measured = Vec::new();
+        for q in &activity.qos_sent {
+            if let Some(b) = self.bonds.get_mut(&q.peer) {
+                b.on_data_plane_sent(at(q.at_ms), &key(&q.path), q.packet_id);
+            }
+        }
+        for q in &activity.qos_received {
+            if let Some(b) = self.bonds.get_mut(&q.peer) {
+                b.on_data_plane_received(now, at(q.at_ms), &key(&q.path), q.packet_id);
+                measured.push(q.peer);
+            }
+        }
+        measured.sort_unstable();
+        measured.dedup();
+        for peer in measured {
+            self.run_bond_actions(now, peer);
+        }
         for (peer, path) in &activity.paths {
             if let Some(p) = self.peers.get_mut(peer) {
                 p.last_receive = now;
