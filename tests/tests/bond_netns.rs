@@ -370,3 +370,109 @@ fn aggregates_two_rate_limited_links(name: &str, salt: u64, policy: &str) {
         "TCP payload {mbit:.1} Mbit/s, below {AGGREGATE_FACTOR} × {RATE_MBIT}"
     );
 }
+
+/// Loss injected with iptables `statistic` on link 1 (30% of A's UDP out of it): A's bond
+/// measures the loss on link 1 and none on link 2 from the fast path's frames alone, gives
+/// link 1 the smaller allocation, and balance-aware places flows accordingly.
+#[test]
+fn balance_aware_measures_injected_loss_and_steers_flows_off_the_lossy_link() {
+    let Some(w) = world("bond_loss", 7, "lab-aw") else {
+        return;
+    };
+    let lossy = &w.links[0];
+    w.lab.exec_ok(
+        &lossy.a,
+        &[
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-o",
+            &lossy.a_if,
+            "-p",
+            "udp",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.3",
+            "-j",
+            "DROP",
+        ],
+    );
+    // 16 UDP flows, 50 datagrams a second each, for the whole test: frames on both links.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = Arc::new(AtomicU64::new(16));
+    let sock = w
+        .lab
+        .in_ns(&w.a.ns, || std::net::UdpSocket::bind("0.0.0.0:0"))
+        .unwrap();
+    let sender = {
+        let (stop, ports) = (stop.clone(), ports.clone());
+        let b_ip = w.b_ip;
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for p in 0..ports.load(Ordering::Relaxed) {
+                    let _ = sock.send_to(&[0x42; 200], SocketAddr::new(b_ip, 7000 + p as u16));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // Wait until the loss shows (QoS reports every 2 × failoverInterval) and the shares follow
+    // (re-scored every 2 × failoverInterval).
+    let start = Instant::now();
+    let column = |shown: &serde_json::Value, key: &str| -> Vec<f64> {
+        shown["paths"]
+            .as_array()
+            .map(|v| v.iter().map(|p| p[key].as_f64().unwrap_or(-1.0)).collect())
+            .unwrap_or_default()
+    };
+    let (loss, latency, alloc) = loop {
+        let shown = bond(&w.lab, &w.a, &w.b).expect("bonded");
+        let (loss, alloc) = (
+            column(&shown, "packetLossRatio"),
+            column(&shown, "allocation"),
+        );
+        if loss.len() == 2
+            && loss[0] >= 0.15
+            && (0.0..=0.05).contains(&loss[1])
+            && alloc[0] < alloc[1]
+        {
+            break (loss, column(&shown, "latencyMean"), alloc);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "loss not measured as injected (30% on link 1, none on link 2) or not allocated by \
+             it: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("injected loss: measured {loss:?}, latency {latency:?} ms, allocation {alloc:?}");
+    // Two veths: latency well under the failover interval.
+    assert!(
+        latency.iter().all(|l| (0.0..50.0).contains(l)),
+        "{latency:?}"
+    );
+    // 24 more flows: with the new shares they go mostly to link 2 (the first 16 too, once the
+    // bond re-balances).
+    std::thread::sleep(Duration::from_millis(1_500));
+    ports.store(40, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    let shown = bond(&w.lab, &w.a, &w.b).expect("bonded");
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let flows: Vec<u64> = shown["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["assignedFlowCount"].as_u64().unwrap_or(0))
+        .collect();
+    eprintln!("flows per link {flows:?}");
+    let total = (flows[0] + flows[1]) as f64;
+    assert!(total >= 40.0, "{shown}");
+    assert!(
+        (flows[0] as f64) < 0.45 * total,
+        "lossy link still holds {flows:?}: {shown}"
+    );
+}

@@ -349,7 +349,7 @@ pub struct Engine {
     qos_received: Vec<QosSample>,
     recent: HashMap<Address, bond::RecentIds>,
     chosen: Vec<usize>,
-    /// The latest time the driver gave (`process_rx`, `expire`): the clock of the TAP side.
+    /// The latest time the driver gave (`process_rx`, `process_tap`, `expire`).
     now_ms: i64,
 }
 
@@ -694,10 +694,12 @@ impl Engine {
     pub fn process_tap(
         &mut self,
         t: &Tables,
+        now_ms: i64,
         network_id: NetworkId,
         frame: &[u8],
         out: &mut Vec<Datagram>,
     ) -> TapVerdict {
+        self.now_ms = self.now_ms.max(now_ms);
         let v = self.tap_one(t, network_id, frame, out);
         match v {
             TapVerdict::Sent => self.stats.frames_out += 1,

@@ -84,7 +84,7 @@ fn tcp_frame(sport: u16, dport: u16) -> Vec<u8> {
 
 fn send(e: &mut Engine, t: &Tables, f: &[u8]) -> Vec<Datagram> {
     let mut out = Vec::new();
-    assert_eq!(e.process_tap(t, NWID, f, &mut out), TapVerdict::Sent);
+    assert_eq!(e.process_tap(t, 0, NWID, f, &mut out), TapVerdict::Sent);
     out
 }
 

@@ -91,7 +91,7 @@ fn a_to_b(ta: &Tables, tb: &Tables, f: &[u8]) -> (TapVerdict, Vec<Datagram>, Vec
     let mut ea = Engine::new(1);
     let mut eb = Engine::new(2);
     let mut out = Vec::new();
-    let v = ea.process_tap(ta, NWID, f, &mut out);
+    let v = ea.process_tap(ta, 0, NWID, f, &mut out);
     let batch: Vec<(SocketAddr, &[u8])> = out.iter().map(|d| (sa(A_ADDR), &d.data[..])).collect();
     let mut verdicts = Vec::new();
     eb.process_rx(tb, 0, &batch, &mut verdicts);
@@ -184,14 +184,14 @@ fn what_the_fast_path_hands_up() {
     let mut bridged = frame(a(), b(), 17, 10);
     bridged[6..12].copy_from_slice(&[0x02, 1, 2, 3, 4, 5]);
     for f in [bcast, bridged, frame(a(), a(), 17, 10)] {
-        assert_eq!(e.process_tap(&ta, NWID, &f, &mut out), TapVerdict::Up);
+        assert_eq!(e.process_tap(&ta, 0, NWID, &f, &mut out), TapVerdict::Up);
     }
     assert_eq!(
-        e.process_tap(&ta, NetworkId(1), &frame(a(), b(), 17, 10), &mut out),
+        e.process_tap(&ta, 0, NetworkId(1), &frame(a(), b(), 17, 10), &mut out),
         TapVerdict::Up
     );
     assert_eq!(
-        e.process_tap(&ta, NWID, &[0u8; 8], &mut out),
+        e.process_tap(&ta, 0, NWID, &[0u8; 8], &mut out),
         TapVerdict::Drop(DropReason::BadFrame)
     );
     // our credentials not pushed yet, or no direct path: up
@@ -208,7 +208,7 @@ fn what_the_fast_path_hands_up() {
     no_path.peers.get_mut(&b()).unwrap().preferred = None;
     for t in [&unpushed, &no_path] {
         assert_eq!(
-            e.process_tap(t, NWID, &frame(a(), b(), 17, 10), &mut out),
+            e.process_tap(t, 0, NWID, &frame(a(), b(), 17, 10), &mut out),
             TapVerdict::Up
         );
     }
@@ -331,7 +331,7 @@ fn hostile_datagrams_and_frames_never_panic() {
         let len = (next() % 3000) as usize;
         let g: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         e.process_rx(&tb, 0, &[(sa(A_ADDR), &g[..])], &mut v);
-        let _ = e.process_tap(&ta, NWID, &g, &mut out);
+        let _ = e.process_tap(&ta, 0, NWID, &g, &mut out);
         cases += 2;
     }
     assert!(cases > 10_000, "{cases} cases");

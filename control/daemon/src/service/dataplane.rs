@@ -489,7 +489,10 @@ impl DataPlane {
             return false;
         };
         let mut out = Vec::new();
-        match l.engine.process_tap(&l.tables, nwid, frame, &mut out) {
+        match l
+            .engine
+            .process_tap(&l.tables, mono_ms(), nwid, frame, &mut out)
+        {
             TapVerdict::Up => false,
             TapVerdict::Drop(_) => true,
             TapVerdict::Sent => {

@@ -368,6 +368,7 @@ impl Loop {
         let mut buf = std::mem::take(&mut self.frame);
         let mut scratch = std::mem::take(&mut self.segment);
         let mut ups = Vec::new();
+        let now = self.now();
         for _ in 0..TAP_BATCH {
             let n = match tap.read(&mut buf) {
                 Ok(n) => n,
@@ -376,18 +377,23 @@ impl Loop {
             let mut out = std::mem::take(&mut self.datagrams);
             let (engine, tables, tx, addrs) =
                 (&mut self.engine, &self.tables, &mut self.tx, &self.addrs);
-            let mut one =
-                |frame: &[u8]| match engine.process_tap(tables, NetworkId(nwid), frame, &mut out) {
-                    TapVerdict::Sent => {
-                        for d in out.drain(..) {
-                            for s in sockets_for(addrs, d.local, d.to) {
-                                tx[s].push(d.to, &d.data);
-                            }
+            let mut one = |frame: &[u8]| match engine.process_tap(
+                tables,
+                now,
+                NetworkId(nwid),
+                frame,
+                &mut out,
+            ) {
+                TapVerdict::Sent => {
+                    for d in out.drain(..) {
+                        for s in sockets_for(addrs, d.local, d.to) {
+                            tx[s].push(d.to, &d.data);
                         }
                     }
-                    TapVerdict::Up => ups.push(Up::TapFrame(nwid, frame.to_vec())),
-                    TapVerdict::Drop(_) => {}
-                };
+                }
+                TapVerdict::Up => ups.push(Up::TapFrame(nwid, frame.to_vec())),
+                TapVerdict::Drop(_) => {}
+            };
             if tap.vnet_hdr() {
                 // super-frames are cut into MTU-sized frames, partial checksums completed:
                 // what standard peers expect
