@@ -88,6 +88,12 @@ pub fn wait_bonded(lab: &Lab, node: &WeftNode, peer: &WeftNode) -> Value {
 }
 
 pub fn world(name: &str, salt: u64, policy: &str) -> Option<World> {
+    world_with(name, salt, policy, None)
+}
+
+/// [`world`], with A's data plane on UDP back-end `a_backend` (`plain` sends one datagram per
+/// syscall, so interface counters see each datagram rather than GSO batches).
+pub fn world_with(name: &str, salt: u64, policy: &str, a_backend: Option<&str>) -> Option<World> {
     let lab = Lab::for_test(name)?;
     let root_ns = lab.host("root");
     let a_ns = lab.host("a");
@@ -115,7 +121,11 @@ pub fn world(name: &str, salt: u64, policy: &str) -> Option<World> {
     for n in [&root, &a, &b] {
         n.install_planet(&planet);
     }
-    a.write_local_conf(&local_conf(policy));
+    let mut a_conf = local_conf(policy);
+    if let Some(backend) = a_backend {
+        a_conf["settings"]["dataplane"] = json!({ "backend": backend });
+    }
+    a.write_local_conf(&a_conf);
     b.write_local_conf(&local_conf(policy));
     root.start(&lab);
     a.start(&lab);

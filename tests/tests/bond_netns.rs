@@ -85,7 +85,8 @@ fn active_backup_fails_over_when_the_active_link_goes_down() {
 
 #[test]
 fn balance_rr_uses_both_links() {
-    let Some(w) = world("bond_rr", 2, "lab-rr") else {
+    // A sends with the plain back-end: the link counters then see every datagram (setmtu below).
+    let Some(w) = world_with("bond_rr", 2, "lab-rr", Some("plain")) else {
         return;
     };
     let before = a_tx(&w);
@@ -130,6 +131,61 @@ fn balance_rr_uses_both_links() {
     let (code, body) =
         w.a.api(&w.lab, "GET", &format!("/bond/show/{}", w.root.address()));
     assert_eq!((code, body.trim()), (400, "{}"));
+
+    // bond setmtu: link 1 at 600 bytes; big pings are cut to fit on it. spec: service.md §4.1, §5
+    let l1 = &w.links[0];
+    assert_eq!(
+        weft(&["bond", "setmtu", "600", &l1.a_if, "10.61.1.2"]).trim(),
+        "200 setmtu OK"
+    );
+    let fail = |args: &[&str]| -> String {
+        let mut argv = vec![bin.as_str(), "-D", home.as_str(), "bond", "setmtu"];
+        argv.extend(args);
+        let out = w.lab.exec(&w.a.ns, &argv);
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        fail(&["20", &l1.a_if, "10.61.1.2"]),
+        "400 Failed to set MTU: Specified MTU is not reasonable"
+    );
+    assert_eq!(
+        fail(&["1400", "nosuch0", "10.61.1.2"]),
+        "400 Failed to set MTU: Unable to find specified link"
+    );
+    let shown = bond(&w.lab, &w.a, &w.b).expect("bonded");
+    let mtus: Vec<u64> = shown["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["mtu"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(mtus.contains(&600) && mtus.contains(&0), "{shown}");
+    std::thread::sleep(Duration::from_millis(2_000)); // the data plane gets the new tables
+    let (bytes0, packets0) = (
+        tx_stat(&w.lab, &l1.a, &l1.a_if, "bytes"),
+        tx_packets(&w.lab, &l1.a, &l1.a_if),
+    );
+    let ip = w.b_ip.to_string();
+    let out = w.lab.exec(
+        &w.a.ns,
+        &[
+            "ping", "-c", "20", "-i", "0.05", "-s", "1300", "-W", "1", &ip,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bytes = tx_stat(&w.lab, &l1.a, &l1.a_if, "bytes") - bytes0;
+    let packets = tx_packets(&w.lab, &l1.a, &l1.a_if) - packets0;
+    eprintln!("setmtu 600: {packets} packets, {bytes} bytes on link 1");
+    // 600 bytes of UDP payload + UDP/IP/Ethernet headers.
+    assert!(
+        packets >= 20 && bytes <= packets * (600 + 28 + 14),
+        "{packets} packets, {bytes} bytes"
+    );
 }
 
 #[test]

@@ -87,10 +87,13 @@ pub(crate) enum ClientCommand {
     },
     /// Bonded peers, one line each (zerotier-cli listbonds).
     Listbonds,
-    /// Multipath bonds: `bond list`, `bond <addr10> show`, `bond <addr10> rotate`.
+    /// Multipath bonds: `bond list`, `bond <addr10> show`, `bond <addr10> rotate`,
+    /// `bond setmtu <mtu> <ifname> <ip>`.
     Bond {
-        /// `list`, or a peer address followed by `show` or `rotate`.
-        #[arg(num_args = 1..=2)]
+        /// `list`; a peer address followed by `show` or `rotate`; or `setmtu` followed by the
+        /// MTU, the interface and an address (the interface's own: all its paths; a peer's: the
+        /// paths to it).
+        #[arg(num_args = 1..=4)]
         args: Vec<String>,
     },
     /// Send traffic to a peer (weft: a USER_MESSAGE through the normal send path).
@@ -358,6 +361,11 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Listbonds => c.call("listbonds", "GET", "/peer", None),
         ClientCommand::Bond { args } => match (args.first().map(String::as_str), args.get(1)) {
             (Some("list"), None) => c.call("listbonds", "GET", "/peer", None),
+            (Some("setmtu"), Some(mtu)) if args.len() == 4 => {
+                // spec: service.md §5 — `<code> Failed to set MTU: <body>` on failure
+                let path = format!("/bond/setmtu/{mtu}/{}/{}", args[2], args[3]);
+                c.call("Failed to set MTU:", "POST", &path, None)
+            }
             (Some(a), Some(op)) if a.len() == 10 && u64::from_str_radix(a, 16).is_ok() => {
                 match op.as_str() {
                     "show" => c.call("bond", "GET", &format!("/bond/show/{a}"), None),
@@ -496,6 +504,7 @@ pub(crate) fn run(opts: ClientOpts, cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Listmoons => println!("{}", pretty(&v)),
         ClientCommand::Listbonds => print!("{}", bond_list(&v)),
         ClientCommand::Bond { args } => match args.get(1).map(String::as_str) {
+            _ if args[0] == "setmtu" => println!("200 setmtu OK"),
             Some("show") => print!("{}", bond_show(&v)),
             Some(_) => println!("200 rotate OK"),
             None => print!("{}", bond_list(&v)),

@@ -25,4 +25,4 @@ pub use config::{NodeConfig, TrustedPath};
 pub use earth::{EARTH_PLANET, earth_planet};
 pub use event::{Event, LocalSocket, Timestamp, Transmit};
 pub use network::{FilterCounts, NetworkInfo, NetworkStatus};
-pub use node::{Node, NodeStats, PathInfo, PeerInfo, PeerRole};
+pub use node::{Node, NodeStats, PathInfo, PeerInfo, PeerRole, SetMtuError};

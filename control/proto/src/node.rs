@@ -18,6 +18,7 @@ use crate::peer_cache::CachedPeer;
 use crate::{Event, LocalSocket, NodeConfig, Timestamp, Transmit};
 
 mod bond;
+pub use bond::SetMtuError;
 mod dataplane;
 mod filter;
 mod recv;

@@ -69,6 +69,8 @@ pub struct BondEntry {
     /// Per path, its weight (balance-aware shares scaled to 0..=65535; equal otherwise). Same
     /// length as `paths`, or empty for equal weights.
     pub weights: Vec<u16>,
+    /// Per path, its MTU (`bond setmtu`, the link's `mtu`); 0 or absent: the tables' MTU.
+    pub mtus: Vec<u16>,
     /// balance-rr: frames per path before moving to the next (0 is treated as 1).
     pub packets_per_link: u32,
 }
@@ -466,6 +468,7 @@ mod tests {
                 })
                 .collect(),
             weights,
+            mtus: Vec::new(),
             packets_per_link: 0,
         }
     }

@@ -309,6 +309,10 @@ fn encode_tables(t: &Tables, out: &mut Vec<u8>) {
                 for w in &bond.weights {
                     out.extend_from_slice(&w.to_be_bytes());
                 }
+                put_count(out, bond.mtus.len());
+                for m in &bond.mtus {
+                    out.extend_from_slice(&m.to_be_bytes());
+                }
             }
             None => out.push(0),
         }
@@ -379,10 +383,12 @@ fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
                 let weights = (0..count(r)?)
                     .map(|_| r.take(2).map(|b| u16::from_be_bytes([b[0], b[1]])))
                     .collect::<Result<_, _>>()?;
+                let mtus = (0..count(r)?).map(|_| r.u16()).collect::<Result<_, _>>()?;
                 Some(BondEntry {
                     kind,
                     paths,
                     weights,
+                    mtus,
                     packets_per_link,
                 })
             }
@@ -796,6 +802,7 @@ mod tests {
                         },
                     ],
                     weights: vec![40000, 25535],
+                    mtus: vec![0, 1280],
                     packets_per_link: 64,
                 }),
             },

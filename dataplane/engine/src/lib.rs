@@ -813,7 +813,22 @@ impl Engine {
         self.next_id = self.next_id.wrapping_add(1);
         let mut p = packet::build(self.next_id.to_be_bytes(), dest, me, Verb::FRAME, &body);
         self.body = body;
-        let mtu = t.mtu();
+        // A bond's per-link MTU (`bond setmtu`, the link's `mtu`): the smallest of the chosen
+        // paths (broadcast copies share one armored packet, so one fragmentation), unless the
+        // packet cannot be cut that small.
+        let mut mtu = t.mtu();
+        if let Some(b) = &peer.bond {
+            let link_mtu = chosen
+                .iter()
+                .filter_map(|&i| b.mtus.get(i).copied())
+                .filter(|m| *m > 0)
+                .min();
+            if let Some(m) = link_mtu
+                && Fragmenter::new(&p, usize::from(m)).is_ok()
+            {
+                mtu = usize::from(m);
+            }
+        }
         if Fragmenter::needed(p.len(), mtu) {
             p[IDX_FLAGS] |= FLAG_FRAGMENTED;
         }

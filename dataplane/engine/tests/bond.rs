@@ -63,6 +63,7 @@ fn bond(kind: BondKind, peer_paths: [&str; 2]) -> BondEntry {
         kind,
         paths: paths(peer_paths),
         weights: Vec::new(),
+        mtus: Vec::new(),
         packets_per_link: 4,
     }
 }
@@ -305,4 +306,51 @@ fn qos_samples_are_reported_both_ways_and_split_into_records() {
             .iter()
             .all(|p| p.paths.is_empty() && p.now_ms == 6_000)
     );
+}
+
+#[test]
+fn a_link_mtu_fragments_on_that_link_and_the_receiver_reassembles() {
+    let mut ea = Engine::new(7);
+    let mut eb = Engine::new(8);
+    let mut b0 = bond(BondKind::BalanceRr, B_PATHS);
+    b0.packets_per_link = 1;
+    b0.mtus = vec![600, 0];
+    let ta = tables(a(), b(), B_PATHS, Some(b0));
+    let tb = tables(b(), a(), A_PATHS, Some(bond(BondKind::BalanceRr, A_PATHS)));
+    let mut big = tcp_frame(40000, 80);
+    big.resize(14 + 1300, 0x77);
+    let mut written = 0;
+    for _ in 0..4 {
+        let out = send(&mut ea, &ta, &big);
+        let link = dest_index(&out[0]);
+        assert!(out.iter().all(|d| dest_index(d) == link));
+        if link == 0 {
+            // 1300 bytes of frame at 600: a head and two fragments, none over 600.
+            assert_eq!(
+                out.len(),
+                3,
+                "{:?}",
+                out.iter().map(|d| d.data.len()).collect::<Vec<_>>()
+            );
+            assert!(out.iter().all(|d| d.data.len() <= 600));
+        } else {
+            // The tables' MTU (1432 by default): not fragmented.
+            assert_eq!(out.len(), 1);
+        }
+        for d in &out {
+            let mut v = Vec::new();
+            eb.process_rx(&tb, 0, &[(sa(A_PATHS[link]), &d.data)], &mut v);
+            if let Some(Verdict::TapWrite { frame, .. }) = v.first() {
+                assert_eq!(frame[14..], big[14..]);
+                written += 1;
+            }
+        }
+    }
+    assert_eq!(written, 4);
+    // An MTU too small to carry the packet in at most 16 pieces: the tables' MTU instead.
+    let mut tiny = bond(BondKind::ActiveBackup, B_PATHS);
+    tiny.mtus = vec![68, 68];
+    let t = tables(a(), b(), B_PATHS, Some(tiny));
+    let out = send(&mut ea, &t, &big);
+    assert_eq!(out.len(), 1);
 }

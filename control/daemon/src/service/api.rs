@@ -34,6 +34,13 @@ pub(crate) enum ApiRequest {
     BondShow(Address, oneshot::Sender<Value>),
     /// `POST /bond/rotate/<address>` (false: no active-backup bond or nothing to rotate to).
     BondRotate(Address, oneshot::Sender<Value>),
+    /// `POST /bond/setmtu/<mtu>/<ifname>/<ip>`: `Value::Null` when done, else the reason.
+    BondSetMtu {
+        mtu: u32,
+        ifname: String,
+        ip: Option<std::net::IpAddr>,
+        reply: oneshot::Sender<Value>,
+    },
     /// `/moon` (all) or `/moon/<id>` (one; `Value::Null` if not orbited).
     Moons(Option<u64>, oneshot::Sender<Value>),
     /// `POST /moon/<id>` with a seed (0 = none).
@@ -143,7 +150,7 @@ fn authorized(
 }
 
 /// Why a request failed; each maps to a status code and a JSON body naming the problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ApiError {
     Unauthorized,
     BadAddress,
@@ -154,6 +161,8 @@ enum ApiError {
     Unavailable,
     /// 400 with `{}`: no bond for that peer (bonding not in use). spec: service.md §4.1
     NoBond,
+    /// 400 with 1.14's text reason (`bond setmtu`). spec: service.md §4.1
+    Reason(String),
 }
 
 impl IntoResponse for ApiError {
@@ -176,6 +185,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service is shutting down"),
             ApiError::NoBond => return (StatusCode::BAD_REQUEST, Json(json!({}))).into_response(),
+            ApiError::Reason(text) => return (StatusCode::BAD_REQUEST, text).into_response(),
         };
         (code, Json(json!({ "error": message }))).into_response()
     }
@@ -247,6 +257,26 @@ async fn bond_rotate(State(ctx): State<Ctx>, Path(addr): Path<String>) -> ApiRes
         Ok(Json(json!({})))
     } else {
         Err(ApiError::NoBond)
+    }
+}
+
+async fn bond_setmtu(
+    State(ctx): State<Ctx>,
+    Path((mtu, ifname, ip)): Path<(String, String, String)>,
+) -> ApiResult {
+    // 1.14's checks, in its order: bonding in use, a reasonable MTU, a matching link
+    let mtu = mtu.parse::<u32>().unwrap_or(0);
+    let ip = ip.parse().ok();
+    let v = ask(&ctx, |reply| ApiRequest::BondSetMtu {
+        mtu,
+        ifname,
+        ip,
+        reply,
+    })
+    .await?;
+    match v {
+        Value::String(reason) => Err(ApiError::Reason(reason)),
+        _ => Ok(Json(json!({}))),
     }
 }
 
@@ -620,6 +650,7 @@ pub(crate) fn router(
         .route("/peer/{addr}", get(peer))
         .route("/bond/show/{addr}", get(bond_show))
         .route("/bond/rotate/{addr}", post(bond_rotate))
+        .route("/bond/setmtu/{mtu}/{ifname}/{ip}", post(bond_setmtu))
         .route("/unstable/ping/{addr}", post(ping))
         .route("/moon", get(moons))
         .route("/moon/{id}", get(moon).post(orbit).delete(deorbit))
@@ -746,6 +777,19 @@ mod tests {
                     ApiRequest::BondRotate(a, tx) => {
                         seen.push(format!("rotate {a}"));
                         let _ = tx.send(Value::Bool(false));
+                    }
+                    ApiRequest::BondSetMtu {
+                        mtu,
+                        ifname,
+                        ip,
+                        reply,
+                    } => {
+                        seen.push(format!("setmtu {mtu} {ifname} {ip:?}"));
+                        let _ = reply.send(if ifname == "eth1" {
+                            Value::Null
+                        } else {
+                            Value::String("Unable to find specified link".into())
+                        });
                     }
                     ApiRequest::Ping(a, tx) => {
                         seen.push(format!("ping {a}"));
@@ -885,6 +929,29 @@ mod tests {
         assert_eq!((code, v), (StatusCode::BAD_REQUEST, json!({})));
         let (code, v) = call(&app, "POST", "/bond/rotate/0123456789?auth=tok", None).await;
         assert_eq!((code, v), (StatusCode::BAD_REQUEST, json!({})));
+        // setmtu: 200 {} or 400 with the reason as text. spec: service.md §4.1
+        let (code, v) = call(
+            &app,
+            "POST",
+            "/bond/setmtu/1400/eth1/10.0.0.2?auth=tok",
+            None,
+        )
+        .await;
+        assert_eq!((code, v), (StatusCode::OK, json!({})));
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method("POST")
+                    .uri("/bond/setmtu/x/eth9/nonsense?auth=tok")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&text[..], b"Unable to find specified link");
         let (code, v) = call(&app, "GET", "/peer/xyz?auth=tok", None).await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(v["error"].as_str().unwrap().contains("address"));
@@ -943,6 +1010,8 @@ mod tests {
                 "peer 0123456789",
                 "bond 0123456789",
                 "rotate 0123456789",
+                "setmtu 1400 eth1 Some(10.0.0.2)",
+                "setmtu 0 eth9 None",
                 "ping 0123456789",
                 "moons None",
                 "moons Some(673176338584)",

@@ -40,6 +40,19 @@ fn now_ms() -> Timestamp {
         .map_or(0, |d| d.as_millis() as Timestamp)
 }
 
+/// Whether interface `name` holds address `ip`.
+fn interface_has_address(name: &str, ip: IpAddr) -> bool {
+    let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
+        return false;
+    };
+    ifs.filter(|i| i.interface_name == name)
+        .filter_map(|i| i.address)
+        .any(|a| {
+            a.as_sockaddr_in().map(|v| IpAddr::V4(v.ip())) == Some(ip)
+                || a.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())) == Some(ip)
+        })
+}
+
 /// Picks the port: local.conf, else the argument; 0 = random in 20000..65499 (256 tries).
 fn choose_port(requested: u16, ips: &[IpAddr]) -> Result<(u16, Vec<UdpSocket>)> {
     let candidates: Vec<u16> = if requested == 0 {
@@ -461,6 +474,25 @@ impl Service {
             }
             ApiRequest::BondRotate(a, tx) => {
                 let _ = tx.send(Value::Bool(self.node.bond_rotate(a, now)));
+            }
+            ApiRequest::BondSetMtu {
+                mtu,
+                ifname,
+                ip,
+                reply,
+            } => {
+                // `<ip>` is the link's own address (every path on it) or a peer's address on
+                // it; one that does not parse matches no path (`::` is never a remote)
+                let remote = match ip {
+                    Some(ip) if interface_has_address(&ifname, ip) => None,
+                    Some(ip) => Some(ip),
+                    None => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+                };
+                let v = match self.node.bond_set_mtu(&ifname, remote, mtu) {
+                    Ok(_) => Value::Null,
+                    Err(e) => Value::String(e.to_string()),
+                };
+                let _ = reply.send(v);
             }
             ApiRequest::Moons(None, tx) => {
                 let mut v: Vec<Value> = self

@@ -251,6 +251,8 @@ pub struct Bond {
     rng: u64,
     actions: VecDeque<BondAction>,
     failovers: u64,
+    /// `bond setmtu` overrides: (link, remote IP or any), MTU; the latest match wins.
+    mtu_overrides: Vec<(String, Option<IpAddr>, u16)>,
 }
 
 impl Bond {
@@ -281,6 +283,7 @@ impl Bond {
             last_rebalance: now,
             rng: mix(seed) | 1,
             actions: VecDeque::new(),
+            mtu_overrides: Vec::new(),
             failovers: 0,
         }
     }
@@ -405,6 +408,43 @@ impl Bond {
                 (self.paths[i].key, share)
             })
             .collect()
+    }
+
+    /// The MTU to use on a path: a `bond setmtu` override for its link, else the link's
+    /// configured `mtu`; 0 = unspecified (the node's physical MTU).
+    pub fn path_mtu(&self, key: &PathKey) -> u16 {
+        self.index(key).map_or(0, |i| self.mtu_of(i))
+    }
+
+    fn mtu_of(&self, i: usize) -> u16 {
+        let p = &self.paths[i];
+        self.mtu_overrides
+            .iter()
+            .rev()
+            .find(|(link, ip, _)| *link == p.link && ip.is_none_or(|ip| ip == p.key.remote.ip()))
+            .map_or(p.cfg.mtu, |(_, _, mtu)| *mtu)
+    }
+
+    /// `bond setmtu`: paths on interface `link` (towards `remote`, or all of them) use `mtu`
+    /// from now on (also paths added later; not saved). Returns how many paths match now.
+    /// spec: service.md §4 (`/bond/setmtu`)
+    pub fn set_link_mtu(&mut self, link: &str, remote: Option<IpAddr>, mtu: u16) -> usize {
+        const MAX_OVERRIDES: usize = 64;
+        let n = self
+            .paths
+            .iter()
+            .filter(|p| p.link == link && remote.is_none_or(|ip| ip == p.key.remote.ip()))
+            .count();
+        if n > 0 {
+            self.mtu_overrides
+                .retain(|(l, ip, _)| !(l == link && *ip == remote));
+            if self.mtu_overrides.len() >= MAX_OVERRIDES {
+                self.mtu_overrides.remove(0);
+            }
+            self.mtu_overrides.push((link.to_string(), remote, mtu));
+            self.dirty = true;
+        }
+        n
     }
 
     /// The paths of the bond, in the order they were added.
@@ -1059,7 +1099,7 @@ impl Bond {
                     preferred: self.set.contains(&i),
                     mode: p.cfg.mode,
                     capacity: p.cfg.capacity,
-                    mtu: p.cfg.mtu,
+                    mtu: self.mtu_of(i),
                     last_in_age_ms: p.last_in.map(|t| now - t),
                     last_out_age_ms: p.last_out.map(|t| now - t),
                     latency_mean_ms: q.latency_mean_ms,

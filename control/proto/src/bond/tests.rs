@@ -718,3 +718,24 @@ fn data_plane_samples_feed_qos_reports_with_holding_from_receipt() {
     assert_eq!(b.on_qos_measurement(t + 50, &k[0], &payload).unwrap(), 1);
     assert_eq!(b.info(t + 50).paths[0].latency_mean_ms, Some(20.0));
 }
+
+#[test]
+fn setmtu_overrides_the_link_mtu_by_interface_and_address() {
+    let (mut b, k, t) = bond_with(BondPolicy::standard(BasePolicy::BalanceRr), 2, 1_000);
+    assert_eq!(b.path_mtu(&k[0]), 0);
+    // No such link; a link with another peer address: nothing matches.
+    assert_eq!(b.set_link_mtu("eth7", None, 1400), 0);
+    assert_eq!(
+        b.set_link_mtu("eth0", Some("192.0.2.1".parse().unwrap()), 1400),
+        0
+    );
+    // By interface and the peer's address on it, then the whole interface.
+    assert_eq!(b.set_link_mtu("eth0", Some(k[0].remote.ip()), 1400), 1);
+    assert_eq!((b.path_mtu(&k[0]), b.path_mtu(&k[1])), (1400, 0));
+    assert_eq!(b.set_link_mtu("eth1", None, 600), 1);
+    assert_eq!((b.path_mtu(&k[0]), b.path_mtu(&k[1])), (1400, 600));
+    assert_eq!(b.set_link_mtu("eth0", None, 1200), 1);
+    // The latest matching override wins; shown in the info.
+    let info = b.info(t);
+    assert_eq!((info.paths[0].mtu, info.paths[1].mtu), (1200, 600));
+}

@@ -40,6 +40,20 @@ pub(crate) fn flow_of(verb: Verb, payload: &[u8]) -> FlowId {
 pub(crate) const BOND_DEDUP_FROM: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
+/// Why `bond setmtu` did nothing; the messages are 1.14's response bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SetMtuError {
+    /// No bonding policy is configured.
+    #[error("Bonding layer isn't active yet")]
+    NotActive,
+    /// Outside 68..=65535.
+    #[error("Specified MTU is not reasonable")]
+    Unreasonable,
+    /// No bonded path on that interface (and address).
+    #[error("Unable to find specified link")]
+    NoLink,
+}
+
 impl Node {
     /// The bond policy for a peer: none for roots and moons, else what `local.conf` gives.
     /// spec: vl1.md §9.1
@@ -255,8 +269,26 @@ impl Node {
         if keys.is_empty() {
             return false;
         }
-        let mtu = self.config.physical_mtu;
-        let Some(p) = self.build_packet(dest, verb, payload, Some(mtu)) else {
+        // The links' MTU (`bond setmtu`, `mtu` in the policy): the smallest of the chosen
+        // paths, unless the packet cannot be cut that small.
+        let physical = self.config.physical_mtu;
+        let link_mtu = self.bonds.get(&dest).and_then(|b| {
+            keys.iter()
+                .map(|k| usize::from(b.path_mtu(k)))
+                .filter(|m| *m > 0)
+                .min()
+        });
+        let mut built = None;
+        for mtu in link_mtu.into_iter().chain([physical]) {
+            let Some(p) = self.build_packet(dest, verb, payload, Some(mtu)) else {
+                return true;
+            };
+            if Fragmenter::new(&p, mtu).is_ok() {
+                built = Some((p, mtu));
+                break;
+            }
+        }
+        let Some((p, mtu)) = built else {
             return true;
         };
         let wire_id = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
@@ -288,6 +320,32 @@ impl Node {
             self.bonds.iter().map(|(a, b)| (*a, b.info(now))).collect();
         v.sort_by_key(|(a, _)| *a);
         v
+    }
+
+    /// `bond setmtu`: every bond's paths on interface `link` (towards `remote`, or all) use
+    /// `mtu`. spec: service.md §4 (`POST /bond/setmtu/<mtu>/<ifname>/<ip>`)
+    pub fn bond_set_mtu(
+        &mut self,
+        link: &str,
+        remote: Option<std::net::IpAddr>,
+        mtu: u32,
+    ) -> Result<usize, SetMtuError> {
+        if !self.config.bonding.as_ref().is_some_and(|c| c.in_use()) {
+            return Err(SetMtuError::NotActive);
+        }
+        let mtu = match u16::try_from(mtu) {
+            Ok(m) if m >= 68 => m,
+            _ => return Err(SetMtuError::Unreasonable),
+        };
+        let n: usize = self
+            .bonds
+            .values_mut()
+            .map(|b| b.set_link_mtu(link, remote, mtu))
+            .sum();
+        if n == 0 {
+            return Err(SetMtuError::NoLink);
+        }
+        Ok(n)
     }
 
     /// Forces an active-backup bond onto its next eligible path (`bond <peer> rotate`).

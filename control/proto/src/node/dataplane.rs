@@ -44,6 +44,7 @@ fn bond_entry(bond: &Bond) -> Option<BondEntry> {
                 addr: k.remote,
             })
             .collect(),
+        mtus: set.iter().map(|(k, _)| bond.path_mtu(k)).collect(),
         weights,
         packets_per_link: bond.policy().packets_per_link,
     })
