@@ -8,7 +8,7 @@
 //! * balance-rr: the next path every `packets_per_link` frames;
 //! * balance-xor: the inner flow's hash onto the paths (stateless, so a flow keeps its path
 //!   while the set of paths stays the same);
-//! * balance-aware: a flow table ([`AwareFlows`]): a new flow goes to the path whose flow count
+//! * balance-aware: a flow table (`AwareFlows`): a new flow goes to the path whose flow count
 //!   is furthest below the share the control plane measured for it; a flow keeps its path until
 //!   the path leaves the bond or it sits idle for [`FLOW_EXPIRY_MS`]; every
 //!   [`REBALANCE_INTERVAL_MS`] flows move off paths holding clearly more than their share.
@@ -71,7 +71,10 @@ pub struct BondEntry {
     pub weights: Vec<u16>,
     /// Per path, its MTU (`bond setmtu`, the link's `mtu`); 0 or absent: the tables' MTU.
     pub mtus: Vec<u16>,
-    /// balance-rr: frames per path before moving to the next (0 is treated as 1).
+    /// The bond's QoS interval (2 × failoverInterval; 0: [`DEFAULT_QOS_INTERVAL_MS`]), which
+    /// sets how many QoS samples a path may take ([`qos_budget`]).
+    pub qos_interval_ms: u32,
+    /// balance-rr: frames per path before moving to the next (0: a random path per frame).
     pub packets_per_link: u32,
 }
 
@@ -86,20 +89,28 @@ pub const MAX_FLOWS: usize = 65_536;
 /// QoS sampling on the fast path. spec: vl1.md §9.4 — the receiver reports sampled packets
 /// (odd on-wire id) it got on a path; the sender keeps when it sent them and turns the reports
 /// into latency and loss. The fast path reports its samples to the control plane, which runs
-/// the measurement:
+/// the measurement. Reports must stay under the peer's rate gate (reports closer than a 64th
+/// of the QoS interval count towards 128, then are ignored), so each path has a budget of
+/// samples per second ([`qos_budget`]) and both ends follow rules that agree without talking:
 ///
-/// * sending, a frame's id is kept when it is sampled and either [`qos_priority`] (about 1 in
-///   32 packets: a rule any weft receiver honours at any rate) or the path is slow: fewer than
-///   [`QOS_SEND_LOW_RATE`] frames in the last report period and so far in this one (slow paths
-///   get samples too, and stay far below what a receiver reports in full);
-/// * receiving, every sampled id is reported up to [`QOS_RECEIVE_CAP`] per path and period, and
-///   [`qos_priority`] ones beyond that (up to [`QOS_RECEIVE_PRIORITY_CAP`]): a weft sender's
-///   kept ids are always reported, so unreported ones mean loss.
-pub const QOS_SEND_LOW_RATE: u32 = 256;
-/// Sampled ids a receiving engine reports per path and period before it keeps only priority ones.
-pub const QOS_RECEIVE_CAP: u32 = 1024;
-/// Priority ids a receiving engine reports per path and period at most.
-pub const QOS_RECEIVE_PRIORITY_CAP: u32 = 65_536;
+/// * sending, a frame's id is kept when it is sampled and either [`qos_priority`] (1 in 512
+///   packets, the same ids on both ends) or the path is slow: at most half the budget of frames
+///   in the last report period and so far in this one;
+/// * receiving, every sampled id is reported up to half the budget per period (a slow sender's
+///   kept ids always fit), and [`qos_priority`] ones up to the other half. A weft sender's kept
+///   ids are thus always reported when they arrive, so unreported ones mean loss — up to about
+///   256 × budget packets per second on one path, where priority ids alone fill the budget.
+///
+/// Samples per second one path's QoS reports may carry at QoS interval `qos_interval_ms`
+/// (2 × failoverInterval): a full report (140 records) every 16th of the interval, a quarter of
+/// the pace at which the peer's rate gate starts counting.
+pub fn qos_budget(qos_interval_ms: u32) -> u32 {
+    let qi = qos_interval_ms.max(1_000);
+    (140 * 16 * 1_000 / qi).clamp(140, 8_192)
+}
+
+/// The QoS interval when the tables give none (failoverInterval's default 5000 ms × 2).
+pub const DEFAULT_QOS_INTERVAL_MS: u32 = 10_000;
 
 /// Whether on-wire packet id `id` is sampled for QoS (odd; FRAME/EXT_FRAME are never the
 /// excluded verbs). spec: vl1.md §9.4
@@ -107,13 +118,13 @@ pub fn qos_sampled(id: u64) -> bool {
     id & 1 == 1
 }
 
-/// Whether a sampled id is one every weft engine keeps and reports at any rate (1 in 16 of the
+/// Whether a sampled id is one every weft engine keeps and reports at any rate (1 in 256 of the
 /// sampled ids, by a mix of the id so it is the same on both ends).
 pub fn qos_priority(id: u64) -> bool {
     let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    qos_sampled(id) && (z ^ (z >> 31)) & 15 == 0
+    qos_sampled(id) && (z ^ (z >> 31)) & 255 == 0
 }
 
 /// One period's QoS bookkeeping of a bonded (peer, path).
@@ -122,16 +133,18 @@ pub(crate) struct QosCounts {
     /// Frames sent on it this period and the last.
     pub(crate) sent: u32,
     pub(crate) prev_sent: u32,
-    /// Sampled ids reported received (all / priority).
+    /// Sampled ids reported received (all / priority beyond those).
     pub(crate) received: u32,
     pub(crate) received_priority: u32,
 }
 
 impl QosCounts {
     /// Counts a frame sent with on-wire id `id`; true if its send time is to be reported.
-    pub(crate) fn keep_sent(&mut self, id: u64) -> bool {
+    /// `budget`: [`qos_budget`] (this engine's part of it).
+    pub(crate) fn keep_sent(&mut self, id: u64, budget: u32) -> bool {
         self.sent = self.sent.saturating_add(1);
-        let slow = self.prev_sent < QOS_SEND_LOW_RATE && self.sent <= QOS_SEND_LOW_RATE;
+        let half = budget / 2;
+        let slow = self.prev_sent <= half && self.sent <= half;
         qos_sampled(id) && (slow || qos_priority(id))
     }
 
@@ -146,18 +159,16 @@ impl QosCounts {
     }
 
     /// Whether a received frame's on-wire id `id` is to be reported.
-    pub(crate) fn keep_received(&mut self, id: u64) -> bool {
+    pub(crate) fn keep_received(&mut self, id: u64, budget: u32) -> bool {
         if !qos_sampled(id) {
             return false;
         }
-        if self.received < QOS_RECEIVE_CAP {
+        let half = budget / 2;
+        if self.received < half {
             self.received += 1;
-            if qos_priority(id) {
-                self.received_priority += 1;
-            }
             return true;
         }
-        if qos_priority(id) && self.received_priority < QOS_RECEIVE_PRIORITY_CAP {
+        if qos_priority(id) && self.received_priority < half {
             self.received_priority += 1;
             return true;
         }
@@ -170,6 +181,8 @@ impl QosCounts {
 pub(crate) struct BondState {
     rr_pos: usize,
     rr_count: u32,
+    /// balance-rr with `packetsPerLink` 0: a random path per packet (xorshift64; not secret).
+    rr_rng: u64,
     aware: AwareFlows,
 }
 
@@ -380,8 +393,20 @@ pub(crate) fn choose(
     match bond.kind {
         BondKind::ActiveBackup => out.push(0),
         BondKind::Broadcast => out.extend(0..n),
+        BondKind::BalanceRr if bond.packets_per_link == 0 => {
+            // spec: vl1.md §9.1 — packetsPerLink 0: a random path for every packet
+            let mut x = state.rr_rng;
+            if x == 0 {
+                x = 0x9e37_79b9_7f4a_7c15 ^ (n as u64);
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.rr_rng = x;
+            out.push((x % n as u64) as usize);
+        }
         BondKind::BalanceRr => {
-            if state.rr_count >= bond.packets_per_link.max(1) {
+            if state.rr_count >= bond.packets_per_link {
                 state.rr_pos = state.rr_pos.wrapping_add(1);
                 state.rr_count = 0;
             }
@@ -469,6 +494,7 @@ mod tests {
                 .collect(),
             weights,
             mtus: Vec::new(),
+            qos_interval_ms: 0,
             packets_per_link: 0,
         }
     }
@@ -549,39 +575,48 @@ mod tests {
     fn qos_sampling_keeps_priority_ids_at_any_rate() {
         let ids: Vec<u64> = (0..200_000u64).map(|i| 0x1234_5678_0000 + i).collect();
         let priority = ids.iter().filter(|&&i| qos_priority(i)).count();
-        assert!((5_000..7_500).contains(&priority), "{priority}");
+        assert!((300..500).contains(&priority), "{priority}");
         assert!(
             ids.iter()
                 .filter(|&&i| qos_priority(i))
                 .all(|&i| qos_sampled(i))
         );
-        // A fast sender keeps the first low-rate ones and then only priority ones; a receiver
-        // of the same stream reports every id the sender kept.
+        // failoverInterval 1000 ms: reports every 2 s, 1120 samples a second.
+        let budget = qos_budget(2_000);
+        assert_eq!(budget, 1_120);
+        assert_eq!(qos_budget(10_000), 224);
         let (mut tx, mut rx) = (QosCounts::default(), QosCounts::default());
         // Slow: every sampled id is kept.
         let slow: Vec<u64> = ids[..200]
             .iter()
             .copied()
-            .filter(|&i| tx.keep_sent(i))
+            .filter(|&i| tx.keep_sent(i, budget))
             .collect();
         assert_eq!(slow.len(), 100);
         assert!(tx.roll());
         // This period is fast; so was the last one: only priority ones after that.
-        for &i in &ids[..QOS_SEND_LOW_RATE as usize] {
-            tx.keep_sent(i);
+        for &i in &ids[..budget as usize] {
+            tx.keep_sent(i, budget);
         }
         assert!(tx.roll());
-        let kept: Vec<u64> = ids.iter().copied().filter(|&i| tx.keep_sent(i)).collect();
+        let kept: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|&i| tx.keep_sent(i, budget))
+            .collect();
+        assert_eq!(kept.len(), priority);
+        // A receiver of the same stream reports every id the sender kept, and at most the
+        // budget in all.
         let reported: HashSet<u64> = ids
             .iter()
             .copied()
-            .filter(|&i| rx.keep_received(i))
+            .filter(|&i| rx.keep_received(i, budget))
             .collect();
-        assert_eq!(kept.len(), priority);
         assert!(kept.iter().all(|i| reported.contains(i)));
-        assert!(reported.len() < QOS_RECEIVE_CAP as usize + priority);
+        assert!(reported.len() <= budget as usize, "{}", reported.len());
         // Even ids are never sampled.
-        assert!(!QosCounts::default().keep_sent(2) && !QosCounts::default().keep_received(2));
+        assert!(!QosCounts::default().keep_sent(2, budget));
+        assert!(!QosCounts::default().keep_received(2, budget));
         // Idle for two periods: forgotten.
         assert!(tx.roll());
         assert!(tx.roll());

@@ -313,6 +313,7 @@ fn encode_tables(t: &Tables, out: &mut Vec<u8>) {
                 for m in &bond.mtus {
                     out.extend_from_slice(&m.to_be_bytes());
                 }
+                out.extend_from_slice(&bond.qos_interval_ms.to_be_bytes());
             }
             None => out.push(0),
         }
@@ -384,11 +385,13 @@ fn decode_tables(r: &mut R<'_>) -> Result<Tables, BoundaryError> {
                     .map(|_| r.take(2).map(|b| u16::from_be_bytes([b[0], b[1]])))
                     .collect::<Result<_, _>>()?;
                 let mtus = (0..count(r)?).map(|_| r.u16()).collect::<Result<_, _>>()?;
+                let qos_interval_ms = r.u32()?;
                 Some(BondEntry {
                     kind,
                     paths,
                     weights,
                     mtus,
+                    qos_interval_ms,
                     packets_per_link,
                 })
             }
@@ -803,6 +806,7 @@ mod tests {
                     ],
                     weights: vec![40000, 25535],
                     mtus: vec![0, 1280],
+                    qos_interval_ms: 2_000,
                     packets_per_link: 64,
                 }),
             },

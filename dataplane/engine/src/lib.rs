@@ -347,6 +347,8 @@ pub struct Engine {
     qos_counts: HashMap<(Address, PathEntry), bond::QosCounts>,
     qos_sent: Vec<QosSample>,
     qos_received: Vec<QosSample>,
+    /// Engines sharing the QoS budgets ([`Engine::set_qos_share`]).
+    qos_share: u32,
     recent: HashMap<Address, bond::RecentIds>,
     chosen: Vec<usize>,
     /// The latest time the driver gave (`process_rx`, `process_tap`, `expire`).
@@ -378,6 +380,7 @@ impl Engine {
             qos_counts: HashMap::new(),
             qos_sent: Vec::new(),
             qos_received: Vec::new(),
+            qos_share: 1,
             now_ms: 0,
             recent: HashMap::new(),
             chosen: Vec::new(),
@@ -443,6 +446,23 @@ impl Engine {
             b.expire(now_ms);
             !b.is_idle()
         });
+    }
+
+    /// This engine's QoS sample budget per path of a bonded peer (its share when several
+    /// engines serve the same peers).
+    fn qos_budget(&self, peer: &PeerEntry) -> u32 {
+        let qi = peer.bond.as_ref().map_or(0, |b| b.qos_interval_ms);
+        let qi = if qi == 0 {
+            bond::DEFAULT_QOS_INTERVAL_MS
+        } else {
+            qi
+        };
+        (bond::qos_budget(qi) / self.qos_share).max(2)
+    }
+
+    /// How many engines (workers) share the QoS budgets: each takes its part. 1 by default.
+    pub fn set_qos_share(&mut self, engines: u32) {
+        self.qos_share = engines.max(1);
     }
 
     fn random(&mut self) -> u32 {
@@ -607,11 +627,12 @@ impl Engine {
         }
         if bonded && matches!(p.verb(), Verb::FRAME | Verb::EXT_FRAME) {
             // spec: vl1.md §9.4 — the on-wire id (as received) of a sampled frame, for QoS
+            let budget = self.qos_budget(peer);
             if self
                 .qos_counts
                 .entry((source, *path))
                 .or_default()
-                .keep_received(wire_id)
+                .keep_received(wire_id, budget)
             {
                 self.qos_received.push(QosSample {
                     peer: source,
@@ -844,6 +865,7 @@ impl Engine {
             return TapVerdict::Drop(DropReason::BadFrame);
         };
         let wire_id = u64::from_be_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
+        let budget = self.qos_budget(peer);
         for path in chosen.iter().filter_map(|&i| paths.get(i)) {
             // spec: vl1.md §9.4 — when a sampled frame left on a bonded path, for QoS
             if peer.bond.is_some()
@@ -851,7 +873,7 @@ impl Engine {
                     .qos_counts
                     .entry((dest, *path))
                     .or_default()
-                    .keep_sent(wire_id)
+                    .keep_sent(wire_id, budget)
             {
                 self.qos_sent.push(QosSample {
                     peer: dest,

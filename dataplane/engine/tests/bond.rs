@@ -64,6 +64,7 @@ fn bond(kind: BondKind, peer_paths: [&str; 2]) -> BondEntry {
         paths: paths(peer_paths),
         weights: Vec::new(),
         mtus: Vec::new(),
+        qos_interval_ms: 2_000,
         packets_per_link: 4,
     }
 }
@@ -124,6 +125,21 @@ fn balance_rr_rotates_every_packets_per_link_frames() {
         .map(|_| dest_index(&send(&mut e, &t, &tcp_frame(5000, 80))[0]))
         .collect();
     assert_eq!(seq, [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]);
+}
+
+#[test]
+fn balance_rr_with_zero_packets_per_link_picks_a_random_path_per_frame() {
+    let mut e = Engine::new(1);
+    let mut b0 = bond(BondKind::BalanceRr, B_PATHS);
+    b0.packets_per_link = 0;
+    let t = tables(a(), b(), B_PATHS, Some(b0));
+    let seq: Vec<usize> = (0..400)
+        .map(|_| dest_index(&send(&mut e, &t, &tcp_frame(40000, 80))[0]))
+        .collect();
+    let ones = seq.iter().filter(|i| **i == 1).count();
+    assert!((140..260).contains(&ones), "{ones} of 400");
+    // Not a fixed rotation: some frame follows one on the same path, and some on the other.
+    assert!(seq.windows(2).any(|w| w[0] == w[1]) && seq.windows(2).any(|w| w[0] != w[1]));
 }
 
 #[test]
@@ -246,10 +262,11 @@ fn qos_samples_are_reported_both_ways_and_split_into_records() {
         for d in send(&mut ea, &ta, &tcp_frame(50000 + port, 80)) {
             let id = u64::from_be_bytes(d.data[..8].try_into().unwrap());
             on_wire.push(id);
-            // Per path: the first 256 frames' sampled ids, then priority ones only.
+            // Per path (budget 1120 a second at a 2 s QoS interval): the first 560 frames'
+            // sampled ids, then priority ones only.
             let n = &mut per_path[dest_index(&d)];
             *n += 1;
-            if qos_sampled(id) && (*n <= 256 || qos_priority(id)) {
+            if qos_sampled(id) && (*n <= 560 || qos_priority(id)) {
                 expect.push(id);
             }
             let mut v = Vec::new();

@@ -768,9 +768,10 @@ pub(crate) fn run_process(sock: &Path) -> Result<std::process::ExitCode> {
         let (up_tx, mut up_rx) = mpsc::channel::<worker::Up>(WRITE_QUEUE);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut ws = Vec::new();
+        let count = sockets.len();
         for (i, set) in sockets.into_iter().enumerate() {
             let core = (!cores.is_empty() && workers > 1).then(|| cores[i % cores.len()]);
-            ws.push(worker::Worker::start(i, set, up_tx.clone(), random_seed(), core)?);
+            ws.push(worker::Worker::start(i, count, set, up_tx.clone(), random_seed(), core)?);
         }
         drop(up_tx);
         let mut per_worker: Vec<(EngineStats, u64)> = vec![(EngineStats::default(), 0); ws.len()];

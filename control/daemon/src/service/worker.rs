@@ -76,6 +76,7 @@ impl Worker {
     /// `core` if given.
     pub(crate) fn start(
         index: usize,
+        count: usize,
         sockets: Vec<Box<dyn UdpIo>>,
         up: mpsc::Sender<Up>,
         seed: u64,
@@ -92,6 +93,9 @@ impl Worker {
                     core_affinity::set_for_current(c);
                 }
                 let mut w = Loop::new(index, sockets, up, cmd_rx, wake_rx, seed);
+                // the workers split the bonds' QoS sample budgets
+                w.engine
+                    .set_qos_share(u32::try_from(count).unwrap_or(u32::MAX));
                 w.run();
             })?;
         Ok(Worker {

@@ -45,6 +45,7 @@ fn bond_entry(bond: &Bond) -> Option<BondEntry> {
             })
             .collect(),
         mtus: set.iter().map(|(k, _)| bond.path_mtu(k)).collect(),
+        qos_interval_ms: u32::try_from(bond.qos_interval()).unwrap_or(u32::MAX),
         weights,
         packets_per_link: bond.policy().packets_per_link,
     })
