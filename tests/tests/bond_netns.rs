@@ -490,10 +490,7 @@ fn balance_aware_measures_injected_loss_and_steers_flows_off_the_lossy_link() {
             column(&shown, "packetLossRatio"),
             column(&shown, "allocation"),
         );
-        if loss.len() == 2
-            && loss[0] >= 0.15
-            && (0.0..=0.05).contains(&loss[1])
-            && alloc[0] < 0.45
+        if loss.len() == 2 && loss[0] >= 0.15 && (0.0..=0.05).contains(&loss[1]) && alloc[0] < 0.45
         {
             break (loss, column(&shown, "latencyMean"), alloc);
         }
