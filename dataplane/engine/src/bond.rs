@@ -506,17 +506,8 @@ mod tests {
         now: i64,
     ) -> Vec<u32> {
         let mut hits = vec![0u32; b.paths.len()];
-        let mut out = Vec::new();
         for f in flows {
-            let t = FiveTuple {
-                protocol: 6,
-                src: [10, 1, 0, 1].into(),
-                dst: [10, 1, 0, 2].into(),
-                src_port: 40000 + f as u16,
-                dst_port: 5201,
-            };
-            choose(b, st, Some(&t), now, &mut out);
-            hits[out[0]] += 1;
+            hits[first(st, b, f, now)] += 1;
         }
         hits
     }

@@ -460,6 +460,31 @@ impl Engine {
         (bond::qos_budget(qi) / self.qos_share).max(2)
     }
 
+    /// Keeps a QoS sample of a frame sent (`sent`) or received on a bonded peer's path when the
+    /// sampling rules say so (`bond::QosCounts`).
+    fn qos_sample(&mut self, peer: &PeerEntry, a: Address, path: PathEntry, id: u64, sent: bool) {
+        let budget = self.qos_budget(peer);
+        let counts = self.qos_counts.entry((a, path)).or_default();
+        let keep = if sent {
+            counts.keep_sent(id, budget)
+        } else {
+            counts.keep_received(id, budget)
+        };
+        if keep {
+            let list = if sent {
+                &mut self.qos_sent
+            } else {
+                &mut self.qos_received
+            };
+            list.push(QosSample {
+                peer: a,
+                path,
+                packet_id: id,
+                at_ms: self.now_ms,
+            });
+        }
+    }
+
     /// How many engines (workers) share the QoS budgets: each takes its part. 1 by default.
     pub fn set_qos_share(&mut self, engines: u32) {
         self.qos_share = engines.max(1);
@@ -627,20 +652,7 @@ impl Engine {
         }
         if bonded && matches!(p.verb(), Verb::FRAME | Verb::EXT_FRAME) {
             // spec: vl1.md §9.4 — the on-wire id (as received) of a sampled frame, for QoS
-            let budget = self.qos_budget(peer);
-            if self
-                .qos_counts
-                .entry((source, *path))
-                .or_default()
-                .keep_received(wire_id, budget)
-            {
-                self.qos_received.push(QosSample {
-                    peer: source,
-                    path: *path,
-                    packet_id: wire_id,
-                    at_ms: self.now_ms,
-                });
-            }
+            self.qos_sample(peer, source, *path, wire_id, false);
             // spec: vl1.md §9.1 — broadcast copies carry one packet id
             self.paths_seen.insert((source, *path));
             let id = u64::from_be_bytes(buf[..8].try_into().ok()?);
@@ -865,22 +877,10 @@ impl Engine {
             return TapVerdict::Drop(DropReason::BadFrame);
         };
         let wire_id = u64::from_be_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
-        let budget = self.qos_budget(peer);
         for path in chosen.iter().filter_map(|&i| paths.get(i)) {
             // spec: vl1.md §9.4 — when a sampled frame left on a bonded path, for QoS
-            if peer.bond.is_some()
-                && self
-                    .qos_counts
-                    .entry((dest, *path))
-                    .or_default()
-                    .keep_sent(wire_id, budget)
-            {
-                self.qos_sent.push(QosSample {
-                    peer: dest,
-                    path: *path,
-                    packet_id: wire_id,
-                    at_ms: self.now_ms,
-                });
+            if peer.bond.is_some() {
+                self.qos_sample(peer, dest, *path, wire_id, true);
             }
             out.push(Datagram {
                 local: path.local,
