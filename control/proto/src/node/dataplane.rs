@@ -182,22 +182,14 @@ impl Node {
                 }
             }
             if let Some(b) = self.bonds.get_mut(peer) {
-                let key = PathKey {
-                    local: LocalSocket(path.local),
-                    remote: path.addr,
-                };
-                b.on_received(now, &key, 0, weft_wire::Verb::FRAME);
+                b.on_received(now, &key(path), 0, weft_wire::Verb::FRAME);
             }
         }
         // spec: vl1.md §9 — the fast path's sends and balance-aware flows count in the bond's
         // shares (`bond <peer> show`)
         for b in &activity.bonded {
             if let Some(bond) = self.bonds.get_mut(&b.peer) {
-                let key = PathKey {
-                    local: LocalSocket(b.path.local),
-                    remote: b.path.addr,
-                };
-                bond.on_data_plane(now, &key, activity.worker, b.frames, b.flows);
+                bond.on_data_plane(now, &key(&b.path), activity.worker, b.frames, b.flows);
             }
         }
         for (nwid, m) in &activity.received {
