@@ -184,6 +184,8 @@ pub(crate) struct BondState {
     /// balance-rr with `packetsPerLink` 0: a random path per packet (xorshift64; not secret).
     rr_rng: u64,
     aware: AwareFlows,
+    /// When a frame last went out through this state.
+    last_used_ms: i64,
 }
 
 impl BondState {
@@ -192,17 +194,18 @@ impl BondState {
         self.aware.expire(now_ms);
     }
 
+    /// Whether nothing is left worth keeping at `now_ms`: no flows, and no frame for as long
+    /// as a flow would be kept (balance-rr's position survives pauses shorter than that).
+    pub(crate) fn is_idle(&self, now_ms: i64) -> bool {
+        self.aware.flows.is_empty() && now_ms - self.last_used_ms >= FLOW_EXPIRY_MS
+    }
+
     /// balance-aware flows per path (paths holding none are left out).
     pub(crate) fn flows_per_path(&self) -> impl Iterator<Item = (PathEntry, u32)> + '_ {
         self.aware
             .counts
             .iter()
             .map(|(p, n)| (*p, u32::try_from(*n).unwrap_or(u32::MAX)))
-    }
-
-    /// Whether nothing is left worth keeping.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.aware.flows.is_empty()
     }
 }
 
@@ -390,6 +393,7 @@ pub(crate) fn choose(
     if n == 0 {
         return;
     }
+    state.last_used_ms = now_ms;
     match bond.kind {
         BondKind::ActiveBackup => out.push(0),
         BondKind::Broadcast => out.extend(0..n),
@@ -559,7 +563,7 @@ mod tests {
         assert_eq!(spread(&mut st, &two, 0..10, t + 10), vec![5, 5]);
         // Idle flows are forgotten.
         st.expire(t + 10 + FLOW_EXPIRY_MS);
-        assert!(st.is_idle());
+        assert!(st.is_idle(t + 10 + FLOW_EXPIRY_MS));
     }
 
     #[test]

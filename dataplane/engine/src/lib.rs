@@ -444,7 +444,7 @@ impl Engine {
         self.reassembler.expire(now_ms);
         self.bonds.retain(|_, b| {
             b.expire(now_ms);
-            !b.is_idle()
+            !b.is_idle(now_ms)
         });
     }
 

@@ -128,6 +128,25 @@ fn balance_rr_rotates_every_packets_per_link_frames() {
 }
 
 #[test]
+fn balance_rr_keeps_its_position_across_expiry_at_low_rates() {
+    // One frame a second with packetsPerLink 4: the rotation goes on (the engine's periodic
+    // expiry must not reset it to the first path).
+    let mut e = Engine::new(1);
+    let t = tables(a(), b(), B_PATHS, Some(bond(BondKind::BalanceRr, B_PATHS)));
+    let mut seq = Vec::new();
+    for s in 0..16i64 {
+        e.expire(s * 1_000);
+        let mut out = Vec::new();
+        assert_eq!(
+            e.process_tap(&t, s * 1_000, NWID, &tcp_frame(40000, 80), &mut out),
+            TapVerdict::Sent
+        );
+        seq.push(dest_index(&out[0]));
+    }
+    assert_eq!(seq, [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]);
+}
+
+#[test]
 fn balance_rr_with_zero_packets_per_link_picks_a_random_path_per_frame() {
     let mut e = Engine::new(1);
     let mut b0 = bond(BondKind::BalanceRr, B_PATHS);
