@@ -40,17 +40,27 @@ fn now_ms() -> Timestamp {
         .map_or(0, |d| d.as_millis() as Timestamp)
 }
 
+/// The host's interface addresses, (interface name, address) (empty if they cannot be read).
+fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    ifs.filter_map(|i| {
+        let a = i.address?;
+        let ip = a
+            .as_sockaddr_in()
+            .map(|v4| IpAddr::V4(v4.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
+        Some((i.interface_name, ip))
+    })
+    .collect()
+}
+
 /// Whether interface `name` holds address `ip`.
 fn interface_has_address(name: &str, ip: IpAddr) -> bool {
-    let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
-        return false;
-    };
-    ifs.filter(|i| i.interface_name == name)
-        .filter_map(|i| i.address)
-        .any(|a| {
-            a.as_sockaddr_in().map(|v| IpAddr::V4(v.ip())) == Some(ip)
-                || a.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())) == Some(ip)
-        })
+    interface_addresses()
+        .iter()
+        .any(|(n, a)| n == name && *a == ip)
 }
 
 /// Picks the port: local.conf, else the argument; 0 = random in 20000..65499 (256 tries).
@@ -619,19 +629,10 @@ impl Service {
         if remotes.is_empty() {
             return;
         }
-        let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
+        let ifs = interface_addresses();
+        if ifs.is_empty() {
             return;
-        };
-        let ifs: Vec<(String, IpAddr)> = ifs
-            .filter_map(|i| {
-                let a = i.address?;
-                let ip = a
-                    .as_sockaddr_in()
-                    .map(|v4| IpAddr::V4(v4.ip()))
-                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
-                Some((i.interface_name, ip))
-            })
-            .collect();
+        }
         let now = now_ms();
         for remote in remotes {
             let unspecified: IpAddr = if remote.is_ipv4() {
@@ -843,21 +844,10 @@ pub(crate) fn run(home_dir: PathBuf, port_arg: u16, single_process: bool) -> Res
         );
         // Bond link names: the interface each socket's bound address is on (sockets bound to
         // the wildcard have none). spec: vl1.md §9.1, service.md §3.3 (`links`)
-        if let Ok(ifs) = nix::ifaddrs::getifaddrs() {
-            let ifs: Vec<(String, IpAddr)> = ifs
-                .filter_map(|i| {
-                    let a = i.address?;
-                    let ip = a
-                        .as_sockaddr_in()
-                        .map(|v4| IpAddr::V4(v4.ip()))
-                        .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))?;
-                    Some((i.interface_name, ip))
-                })
-                .collect();
-            for (i, a) in dp.local_addrs().iter().enumerate() {
-                if let Some((name, _)) = ifs.iter().find(|(_, ip)| *ip == a.ip()) {
-                    node.set_socket_interface(weft_proto::LocalSocket(i as u32), name);
-                }
+        let ifs = interface_addresses();
+        for (i, a) in dp.local_addrs().iter().enumerate() {
+            if let Some((name, _)) = ifs.iter().find(|(_, ip)| *ip == a.ip()) {
+                node.set_socket_interface(weft_proto::LocalSocket(i as u32), name);
             }
         }
         let (tunnel_tx, mut tunnel_rx) = tokio::sync::mpsc::channel(256);
