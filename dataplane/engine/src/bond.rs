@@ -130,7 +130,7 @@ pub fn qos_priority(id: u64) -> bool {
 /// One period's QoS bookkeeping of a bonded (peer, path).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct QosCounts {
-    /// Frames sent on it this period and the last.
+    /// Frames sent on it this period (reported as the path's frames) and the last.
     pub(crate) sent: u32,
     pub(crate) prev_sent: u32,
     /// Sampled ids reported received (all / priority beyond those).

@@ -339,8 +339,6 @@ pub struct Engine {
     sent: HashSet<(NetworkId, Address)>,
     /// Bonded peers: balance-rr positions, balance-aware flows, recently received packet ids.
     bonds: HashMap<Address, bond::BondState>,
-    /// Frames sent per bonded (peer, path) since the last report.
-    bond_sent: HashMap<(Address, PathEntry), u64>,
     /// (peer, path) pairs last reported with flows (reported again, as 0, once they have none).
     flows_reported: HashSet<(Address, PathEntry)>,
     /// QoS sampling per bonded (peer, path) this period, and the samples kept.
@@ -375,7 +373,6 @@ impl Engine {
             received: HashSet::new(),
             sent: HashSet::new(),
             bonds: HashMap::new(),
-            bond_sent: HashMap::new(),
             flows_reported: HashSet::new(),
             qos_counts: HashMap::new(),
             qos_sent: Vec::new(),
@@ -404,14 +401,17 @@ impl Engine {
             qos_sent: std::mem::take(&mut self.qos_sent),
             qos_received: std::mem::take(&mut self.qos_received),
         };
-        self.qos_counts.retain(|_, c| c.roll());
         a.paths.sort_by_key(|(x, p)| (*x, p.local, p.addr));
         a.received.sort();
         a.sent.sort();
+        // Frames sent per bonded path this period: the QoS bookkeeping counts them.
         let mut bonded: HashMap<(Address, PathEntry), (u64, u32)> = HashMap::new();
-        for (key, n) in self.bond_sent.drain() {
-            bonded.entry(key).or_default().0 = n;
+        for (key, c) in &self.qos_counts {
+            if c.sent > 0 {
+                bonded.entry(*key).or_default().0 = u64::from(c.sent);
+            }
         }
+        self.qos_counts.retain(|_, c| c.roll());
         let mut with_flows = HashSet::new();
         for (peer, st) in &self.bonds {
             for (path, n) in st.flows_per_path() {
@@ -796,11 +796,6 @@ impl Engine {
             },
         };
         let v = self.tap_send(t, nwid, dest, peer, member, net, &eth, paths, &chosen, out);
-        if peer.bond.is_some() && v == TapVerdict::Sent {
-            for p in chosen.iter().filter_map(|&i| paths.get(i)) {
-                *self.bond_sent.entry((dest, *p)).or_default() += 1;
-            }
-        }
         self.chosen = chosen;
         v
     }
