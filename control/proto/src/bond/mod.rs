@@ -1068,8 +1068,8 @@ impl Bond {
     /// The snapshot for `bond <peer> show` and the JSON API.
     pub fn info(&self, now: Timestamp) -> BondInfo {
         let total_packets: u64 = self.paths.iter().map(|p| p.packets_out).sum();
-        let path_flows =
-            |p: &BondPath| p.flows + p.dp_flows.iter().map(|n| *n as usize).sum::<usize>();
+        let dp_flows = |p: &BondPath| p.dp_flows.iter().map(|n| *n as usize).sum::<usize>();
+        let path_flows = |p: &BondPath| p.flows + dp_flows(p);
         let total_flows: usize = self.paths.iter().map(path_flows).sum();
         let failover = self.failover();
         let paths = self
@@ -1126,13 +1126,7 @@ impl Bond {
             alive_links: paths.iter().filter(|p| p.alive).count(),
             total_links: paths.len(),
             failovers: self.failovers,
-            flows: self.flows.len()
-                + self
-                    .paths
-                    .iter()
-                    .flat_map(|p| p.dp_flows.iter())
-                    .map(|n| *n as usize)
-                    .sum::<usize>(),
+            flows: self.flows.len() + self.paths.iter().map(dp_flows).sum::<usize>(),
             paths,
         }
     }
